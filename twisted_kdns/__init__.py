@@ -1,0 +1,3 @@
+"""twisted_kdns: a CoreDNS-compatible DNS server for Kubernetes, on Twisted."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,8 @@
+"""The configuration used when no Corefile is given (CoreDNS: whoami + log)."""
+
+DEFAULT_COREFILE = """\
+. {
+    whoami
+    log
+}
+"""

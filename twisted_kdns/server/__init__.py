@@ -1,0 +1,1 @@
+"""The DNS server core: wire codec, dispatcher and the UDP/TCP listeners."""

@@ -1,0 +1,95 @@
+# -*- test-case-name: tests.server.test_tcp -*-
+"""
+The TCP listener: 2-byte length framing (RFC 1035 4.2.2), several pipelined
+queries per connection answered as they complete (RFC 7766), an idle
+timeout, a per-connection cap on queries in flight and a cap on connections.
+"""
+
+from twisted.internet import defer
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols.basic import Int16StringReceiver
+from twisted.protocols.policies import TimeoutMixin
+
+log = Logger(namespace="kdns.server.tcp")
+
+IDLE_TIMEOUT = 10.0
+MAX_IN_FLIGHT = 64
+MAX_CONNECTIONS = 1000
+
+
+class DNSStreamProtocol(Int16StringReceiver, TimeoutMixin):
+    noisy = False
+    MAX_LENGTH = 65535
+
+    def __init__(self, dispatcher, factory):
+        self.dispatcher = dispatcher
+        self.factory = factory
+        self.in_flight = 0
+        self.paused = False
+        self.peer = ("", 0)
+
+    def connectionMade(self):
+        peer = self.transport.getPeer()
+        self.peer = (peer.host, peer.port)
+        self.setTimeout(self.factory.idle_timeout)
+
+    def stringReceived(self, data):
+        self.resetTimeout()
+        result = self.dispatcher.handle(data, self.peer, "tcp")
+        if result is None:
+            return
+        if isinstance(result, defer.Deferred):
+            self.in_flight += 1
+            if self.in_flight >= self.factory.max_in_flight and not self.paused:
+                self.paused = True
+                self.transport.pauseProducing()
+            result.addBoth(self._done)
+            return
+        self._send(result)
+
+    def _done(self, data):
+        self.in_flight -= 1
+        if self.paused and self.in_flight < self.factory.max_in_flight:
+            self.paused = False
+            if self.transport is not None and self.connected:
+                self.transport.resumeProducing()
+        if isinstance(data, (bytes, bytearray)):
+            self._send(data)
+        return None
+
+    def _send(self, data):
+        if self.connected:
+            self.sendString(data)
+            self.resetTimeout()
+
+    def lengthLimitExceeded(self, length):
+        self.transport.loseConnection()
+
+    def timeoutConnection(self):
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason):
+        self.setTimeout(None)
+        self.factory.connections.discard(self)
+
+
+class DNSStreamFactory(Factory):
+    """Builds L{DNSStreamProtocol}s, refusing connections beyond the cap."""
+
+    noisy = False
+
+    def __init__(self, dispatcher, max_connections=MAX_CONNECTIONS, idle_timeout=IDLE_TIMEOUT,
+                 max_in_flight=MAX_IN_FLIGHT):
+        self.dispatcher = dispatcher
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.max_in_flight = max_in_flight
+        self.connections = set()
+
+    def buildProtocol(self, addr):
+        if len(self.connections) >= self.max_connections:
+            return None  # Twisted closes the connection at once
+        p = DNSStreamProtocol(self.dispatcher, self)
+        self.connections.add(p)
+        return p

@@ -1,0 +1,38 @@
+# -*- test-case-name: tests.server.test_udp -*-
+"""The UDP listener: one datagram in, at most one datagram out."""
+
+from twisted.internet import defer
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+log = Logger(namespace="kdns.server.udp")
+
+
+class DNSDatagramProtocol(DatagramProtocol):
+    """Hands each datagram to a L{Dispatcher}; never raises."""
+
+    noisy = False
+
+    def __init__(self, dispatcher):
+        self.dispatcher = dispatcher
+
+    def datagramReceived(self, data, addr):
+        result = self.dispatcher.handle(data, addr[:2], "udp")
+        if result is None:
+            return
+        if isinstance(result, defer.Deferred):
+            result.addCallback(self._send, addr).addErrback(self._lost, addr)
+            return
+        self._send(result, addr)
+
+    def _send(self, data, addr):
+        if data is None or self.transport is None:
+            return
+        try:
+            self.transport.write(data, addr)
+        except OSError as e:
+            # ICMP errors and full buffers surface here; the client retries.
+            log.debug("could not send to {addr}: {err}", addr=addr, err=e)
+
+    def _lost(self, failure, addr):
+        log.failure("reply to {addr} lost", failure, addr=addr)
