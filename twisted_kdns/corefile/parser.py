@@ -139,7 +139,7 @@ def parse_key(token, default_port=DEFAULT_PORT):
             host, _, port_text = rest.rpartition(":")
             if not port_text:
                 raise ConfigError("expecting data after last colon in '%s'" % (text,), token.file, token.line)
-            if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            if not port_text.isdigit() or not 0 <= int(port_text) < 65536:
                 raise ConfigError("invalid port '%s' in '%s'" % (port_text, text), token.file, token.line)
             port = int(port_text)
             if "/" in host:
