@@ -18,6 +18,7 @@ from twisted_kdns.server.dispatch import Dispatcher
 from twisted_kdns.server.listen import open_pair, wildcard_addresses
 from twisted_kdns.server.tcp import DNSStreamFactory
 from twisted_kdns.server.udp import DNSDatagramProtocol
+from twisted_kdns.systemd import SystemdNotifier
 
 log = Logger(namespace="kdns")
 
@@ -58,6 +59,7 @@ class KdnsService(service.MultiService):
         self.observers = []
         self.generation_services = None
         self.stopping = False
+        self.notifier = SystemdNotifier(reactor, lambda: self.generation.options.readiness)
 
     def routes_for(self, key):
         def routes():
@@ -108,6 +110,7 @@ class KdnsService(service.MultiService):
             for key in runtime.plan.block.keys:
                 log.info("{key}", key=key)
         log.info("kdns-{version}", version=__version__)
+        self.notifier.start()  # sd_notify READY=1 once plugins are ready (no-op without NOTIFY_SOCKET)
 
     def swap(self, generation):
         """
@@ -127,16 +130,19 @@ class KdnsService(service.MultiService):
             for key in opened:
                 self.listeners.pop(key).close()
             raise
+        self.notifier.reloading()
         old, old_services = self.generation, self.generation_services
         self.generation_services = self._start_generation(generation)
         self.generation = generation
         for key in list(self.listeners):
             if key not in generation.routes:
                 self.listeners.pop(key).close()
+        self.notifier.reloaded()
         return defer.maybeDeferred(old_services.stopService) if old_services else defer.succeed(None)
 
     def stopService(self):
         self.stopping = True
+        self.notifier.stop()
         ds = [defer.maybeDeferred(service.MultiService.stopService, self)]
         if self.generation_services is not None:
             ds.append(defer.maybeDeferred(self.generation_services.stopService))
