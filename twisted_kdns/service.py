@@ -9,15 +9,16 @@ and the sockets of addresses that stay in use are kept.
 """
 
 from twisted.application import service
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from twisted_kdns import __version__
+from twisted_kdns import __version__, metrics
 from twisted_kdns.config import build
 from twisted_kdns.server.dispatch import Dispatcher
 from twisted_kdns.server.listen import open_pair, wildcard_addresses
 from twisted_kdns.server.tcp import DNSStreamFactory
 from twisted_kdns.server.udp import DNSDatagramProtocol
+from twisted_kdns.web import HealthResource, MetricsResource, Monitor, ReadyResource, WebSites, wanted_sites
 from twisted_kdns.systemd import SystemdNotifier
 
 log = Logger(namespace="kdns")
@@ -60,6 +61,25 @@ class KdnsService(service.MultiService):
         self.generation_services = None
         self.stopping = False
         self.notifier = SystemdNotifier(reactor, lambda: self.generation.options.readiness)
+        # Web sites (health/ready/metrics), reload and lameduck: see web.py, reloader.py.
+        self.handle_signals = False  # tap.makeService: SIGHUP -> reload
+        self.reloader = None
+        self.web = WebSites(reactor)
+        self.web_resources = {"health": HealthResource(), "ready": ReadyResource(self),
+                              "metrics": MetricsResource()}
+        self.monitor = Monitor(reactor, lambda: self.web.address_of("health"))
+        self.observers.append(metrics.count_panics)
+        self._stopped = None
+
+    def web_port(self, kind):
+        """The actual port of the first C{health}, C{ready} or C{metrics} site."""
+        return self.web.port_of(kind)
+
+    def _web_commit(self, generation):
+        wanted, kinds = wanted_sites(generation.options, self.web_resources)
+        self.web.commit(wanted, kinds)
+        metrics.publish_plugins(generation)
+        metrics.GENERATION_INFO.inc()
 
     def routes_for(self, key):
         def routes():
@@ -105,7 +125,16 @@ class KdnsService(service.MultiService):
         service.MultiService.startService(self)
         for key in self.generation.listeners:
             self._open(key)
+        self.web.prepare(wanted_sites(self.generation.options, self.web_resources)[0])
+        self._web_commit(self.generation)
+        self.monitor.start()
         self.generation_services = self._start_generation(self.generation)
+        if self.corefile_path is not None:
+            from twisted_kdns.reloader import Reloader
+            self.reloader = Reloader(self, self.corefile_path, self.reactor, dns_port=self.dns_port)
+            self.reloader.start()
+            if self.handle_signals:
+                self.reloader.install_sighup()
         for runtime in self.generation.blocks:
             for key in runtime.plan.block.keys:
                 log.info("{key}", key=key)
@@ -130,10 +159,25 @@ class KdnsService(service.MultiService):
             for key in opened:
                 self.listeners.pop(key).close()
             raise
+        try:
+            web_opened = self.web.prepare(wanted_sites(generation.options, self.web_resources)[0])
+        except Exception:
+            for key in opened:
+                self.listeners.pop(key).close()
+            raise
         self.notifier.reloading()
         old, old_services = self.generation, self.generation_services
-        self.generation_services = self._start_generation(generation)
+        try:
+            self.generation_services = self._start_generation(generation)
+        except Exception:
+            self.generation_services = old_services
+            self.web.rollback(web_opened)
+            for key in opened:
+                self.listeners.pop(key).close()
+            self.notifier.reloaded()
+            raise
         self.generation = generation
+        self._web_commit(generation)
         for key in list(self.listeners):
             if key not in generation.routes:
                 self.listeners.pop(key).close()
@@ -141,12 +185,33 @@ class KdnsService(service.MultiService):
         return defer.maybeDeferred(old_services.stopService) if old_services else defer.succeed(None)
 
     def stopService(self):
+        """
+        Stop serving.  With C{health { lameduck D }}, C{/ready} answers 503
+        at once while DNS keeps answering for D seconds; the returned
+        Deferred fires when everything is closed (twistd waits for it: this
+        runs as a "before shutdown" system event trigger).
+        """
+        if self._stopped is not None:
+            return self._stopped
         self.stopping = True
         self.notifier.stop()
+        self.monitor.stop()
+        if self.reloader is not None:
+            self.reloader.stop()
+        lameduck = self.generation.options.lameduck if self.running else 0
+        if lameduck > 0:
+            log.info("Going into lameduck mode for {seconds}s", seconds=lameduck)
+            self._stopped = task.deferLater(self.reactor, lameduck, self._stop_now)
+        else:
+            self._stopped = self._stop_now()
+        return self._stopped
+
+    def _stop_now(self):
         ds = [defer.maybeDeferred(service.MultiService.stopService, self)]
         if self.generation_services is not None:
             ds.append(defer.maybeDeferred(self.generation_services.stopService))
         for listener in self.listeners.values():
             ds.append(listener.close())
         self.listeners = {}
+        ds.append(self.web.close_all())
         return defer.gatherResults(ds, consumeErrors=True)

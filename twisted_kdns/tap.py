@@ -43,4 +43,6 @@ def makeService(options, reactor=None):
     from twisted_kdns.service import KdnsService
     if reactor is None:
         from twisted.internet import reactor
-    return KdnsService(options.plan, reactor, options.port, options.path)
+    kdns = KdnsService(options.plan, reactor, options.port, options.path)
+    kdns.handle_signals = True  # SIGHUP -> immediate reload (reloader.py)
+    return kdns
