@@ -13,7 +13,7 @@ Two steps, so that C{kdns check} and reload can stop after the first:
 """
 
 from twisted_kdns import registry
-from twisted_kdns.chain import link
+from twisted_kdns.chain import FallthroughChain, link
 from twisted_kdns.corefile import parse_file, parse_text
 from twisted_kdns.errors import ConfigError, ConfigErrors
 from twisted_kdns.plugin import BlockContext, ServerOptions
@@ -151,7 +151,12 @@ def build(plan, reactor, dns_port=53):
         rest = None
         for name in reversed(list(bplan.configs)):
             module = registry.load(name)
-            instance = module.setup(bplan.configs[name], ctx, rest)
+            nxt = rest
+            if nxt is None and module.KIND == "wrapper":
+                # Nothing answers after this wrapper: like CoreDNS, the end of
+                # the chain is SERVFAIL "no next plugin found".
+                nxt = FallthroughChain([])
+            instance = module.setup(bplan.configs[name], ctx, nxt)
             ctx.plugins[name] = instance
             if module.KIND in ("terminal", "wrapper") and instance is not None:
                 rest = link(module.KIND, instance, rest)

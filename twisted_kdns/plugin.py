@@ -40,6 +40,35 @@ def parse_duration(text, allow_bare_seconds=True):
     return total
 
 
+def format_duration(seconds):
+    """
+    Go's C{time.Duration.String()}: C{5s}, C{5m0s}, C{1h0m0s}, C{500ms}, C{1.5s};
+    CoreDNS prints durations this way in its log lines.
+    """
+    ns = int(round(seconds * 1e9))
+    if ns == 0:
+        return "0s"
+    sign = "-" if ns < 0 else ""
+    ns = abs(ns)
+
+    def trim(value, digits):
+        text = ("%%.%df" % (digits,)) % (value,)
+        return text.rstrip("0").rstrip(".") if "." in text else text
+
+    if ns < 1000000000:
+        for unit, size, digits in (("ms", 1000000, 6), ("µs", 1000, 3), ("ns", 1, 0)):
+            if ns >= size:
+                return sign + trim(ns / size, digits) + unit
+    hours, rest = divmod(ns, 3600 * 1000000000)
+    minutes, rest = divmod(rest, 60 * 1000000000)
+    secs = trim(rest / 1e9, 9)
+    if hours:
+        return "%s%dh%dm%ss" % (sign, hours, minutes, secs)
+    if minutes:
+        return "%s%dm%ss" % (sign, minutes, secs)
+    return "%s%ss" % (sign, secs)
+
+
 class Args(object):
     """
     Reads one directive for a plugin's C{parse}, raising CoreDNS-shaped
@@ -202,5 +231,5 @@ def subdomain_of_any(name, zones):
     return any(is_subdomain(name, z) for z in zones)
 
 
-__all__ = ["Args", "once", "parse_duration", "ServerOptions", "BlockContext", "Terminal", "Wrapper",
+__all__ = ["Args", "once", "parse_duration", "format_duration", "ServerOptions", "BlockContext", "Terminal", "Wrapper",
            "ConfigError", "PassToNext"]

@@ -34,7 +34,10 @@ class Options(usage.Options):
             else:
                 self.plan = load(path=path, dns_port=port)
         except ConfigError as e:
-            raise usage.UsageError(str(e))
+            # Not a UsageError: Debian's twistd (22.4) exits 0 on those.
+            # SystemExit with a message prints it to stderr and exits 1
+            # under twistd and twist alike.
+            raise SystemExit(str(e))
         self.path = path
         self.port = port
 

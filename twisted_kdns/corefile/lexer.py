@@ -100,7 +100,9 @@ def tokenize(text, file, environ=None):
                 i += 1
             value = substitute_env("".join(buf), environ)
             tokens.append(Token(value, file, start_line, start_line != last_line, True))
-            last_line = start_line
+            # A quoted token may span lines: what follows its closing quote
+            # on the same line continues the same directive.
+            last_line = line
             continue
         j = i
         while j < n and not text[j].isspace() and text[j] != "#":

@@ -132,6 +132,10 @@ def parse_key(token, default_port=DEFAULT_PORT):
     host = rest
     cidr = None
     try:
+        # Only "ADDR/LEN" is the reverse shorthand: a bare "10.0.0.1" is an
+        # ordinary (if odd) domain name, as in CoreDNS.
+        if "/" not in rest:
+            raise ValueError(rest)
         ipaddress.ip_network(rest, strict=False)
         cidr = rest
     except ValueError:
@@ -315,6 +319,10 @@ def _parse_keys(stream, first, default_port):
             raise ConfigError("Expected another address but had '{' - check for extra comma", tok.file, tok.line)
         keys.extend(parse_key(tok, default_port))
         nxt = stream.peek()
+        if tok.text.endswith(",") and (nxt is None or nxt.is_open):
+            where = nxt or tok
+            raise ConfigError("Expected another address but had '%s' - check for extra comma"
+                              % (nxt.text if nxt else "EOF",), where.file, where.line)
         if nxt is None or nxt.is_open:
             return keys, tok
         if tok.text.endswith(",") or not nxt.first:
@@ -333,9 +341,10 @@ def parse_tokens(tokens, path, default_port=DEFAULT_PORT, environ=None, files=No
         tok = stream.next()
         if tok is None:
             break
-        if tok.is_close or tok.is_open:
-            raise ConfigError("Unexpected token '%s', expecting a server block address" % (tok.text,),
-                              tok.file, tok.line)
+        if tok.is_close:
+            raise ConfigError("Unexpected '}' because no matching opening brace", tok.file, tok.line)
+        if tok.is_open:
+            raise ConfigError("Unexpected token '{', expecting a server block address", tok.file, tok.line)
         if tok.text.startswith("(") and tok.text.endswith(")") and len(tok.text) > 2:
             _parse_snippet(stream, tok, snippets)
             continue

@@ -12,12 +12,14 @@ from twisted.names import dns
 
 from twisted_kdns.errors import DNSRcode, Drop
 from twisted_kdns.names import fqdn
-from twisted_kdns.plugin import Args, Wrapper, once
+from twisted_kdns.plugin import Wrapper, format_duration, once
 
 KIND = "wrapper"
 ONCE = True
 log = Logger(namespace="kdns.plugins.errors")
 LEVELS = {"warning": LogLevel.warn, "error": LogLevel.error, "info": LogLevel.info, "debug": LogLevel.debug}
+PREFIX = {LogLevel.warn: "[WARNING]", LogLevel.error: "[ERROR]", LogLevel.info: "[INFO]",
+          LogLevel.debug: "[DEBUG]"}
 
 
 class Consolidate(object):
@@ -104,13 +106,17 @@ class ErrorsResolver(Wrapper):
         return failure
 
     def report(self, text):
+        """
+        Log one error line, or count it under the first C{consolidate} rule
+        whose pattern matches; the count is logged when the period ends.
+        """
         for i, rule in enumerate(self.config.consolidate):
             if rule.pattern.search(text):
                 self.counts[i] += 1
                 if self.timers[i] is None:
                     if rule.show_first:
-                        log.emit(rule.level, "[ERROR] plugin/errors: {text}", text=text)
-                        self.counts[i] = 0
+                        log.emit(rule.level, "{prefix} plugin/errors: {text}",
+                                 prefix=PREFIX[rule.level], text=text)
                     self.timers[i] = self.reactor.callLater(rule.period, self._flush, i)
                 return
         log.error("[ERROR] plugin/errors: {text}", text=text)
@@ -119,9 +125,13 @@ class ErrorsResolver(Wrapper):
         rule = self.config.consolidate[i]
         self.timers[i] = None
         count, self.counts[i] = self.counts[i], 0
-        if count:
-            log.emit(rule.level, "{count} errors like '{pattern}' occurred in last {period}s",
-                     count=count, pattern=rule.pattern.pattern, period=rule.period)
+        # With show_first the first one was logged already: a summary only
+        # when more followed (the count includes the first, as in CoreDNS).
+        if count == 0 or (count == 1 and rule.show_first):
+            return
+        log.emit(rule.level, "{prefix} plugin/errors: {count} errors like '{pattern}' occurred in last {period}",
+                 prefix=PREFIX[rule.level], count=count, pattern=rule.pattern.pattern,
+                 period=format_duration(rule.period))
 
     def stop(self):
         for i, t in enumerate(self.timers):

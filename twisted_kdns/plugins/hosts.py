@@ -108,7 +108,10 @@ class HostsTable(object):
         for ip, names in entries:
             v6 = ":" in ip
             for raw in names:
-                name = normalize(raw)
+                try:
+                    name = normalize(raw)
+                except (UnicodeError, ValueError):
+                    continue  # not encodable as a DNS name: skipped like any bad line
                 if not any(is_subdomain(name, z) for z in zones):
                     continue
                 wildcard = name.startswith(b"*.")
@@ -125,7 +128,7 @@ class HostsTable(object):
                 if not no_reverse and not wildcard:
                     ptrs = self.ptr.setdefault(ip_to_ptr(ip), [])
                     if name not in ptrs:
-                        ptrs.append(raw.rstrip(".").encode("ascii", "replace").lower())
+                        ptrs.append(name)
         self.count = count
 
     def lookup(self, name, v6):
@@ -161,6 +164,7 @@ class HostsResolver(object):
         self.stamp = None
         self.file_entries = []
         self.table = HostsTable(config.inline, self.zones, config.no_reverse)
+        ENTRIES.labels(config.path).set(self.table.count)
         self.reload()
 
     def reload(self):

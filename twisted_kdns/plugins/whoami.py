@@ -36,7 +36,7 @@ class WhoamiResolver(object):
         else:
             rr = dns.RRHeader(owner, dns.A, dns.IN, 0, dns.Record_A(host, 0), auth=True)
         srv_owner = b"_" + query.transport.encode() + b"." + owner.lstrip(b".")
-        srv = dns.RRHeader(srv_owner, dns.SRV, dns.IN, 0, dns.Record_SRV(0, 0, port, owner, 0), auth=True)
+        srv = dns.RRHeader(srv_owner, dns.SRV, dns.IN, 0, dns.Record_SRV(0, 0, port, b"", 0), auth=True)
         return defer.succeed(Response((), (), [rr, srv], aa=True, plugin="whoami"))
 
 

@@ -70,6 +70,7 @@ class DNSStreamProtocol(Int16StringReceiver, TimeoutMixin):
         self.transport.loseConnection()
 
     def connectionLost(self, reason):
+        self.connected = 0  # late replies of pipelined queries are dropped
         self.setTimeout(None)
         self.factory.connections.discard(self)
 
