@@ -162,8 +162,8 @@ class FakeApiServer(object):
     The stand-in.  Thread-safe: the test thread mutates objects while the
     server threads answer; one condition variable guards all state.
 
-    @ivar requests: C{(method, path+query, authorization header, status)}
-        for every request, in order.
+    @ivar requests: C{[method, path+query, authorization header, status]}
+        for every request, in arrival order (status C{None} until answered).
     @ivar token: the bearer token required (C{None}: no authentication).
     """
 
@@ -186,6 +186,7 @@ class FakeApiServer(object):
         self._httpd = None
         self._thread = None
         self._serial = 0
+        self._expire_continue = False
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -350,6 +351,11 @@ class FakeApiServer(object):
         if ev is not None:
             ev.set()
 
+    def expire_next_continue(self):
+        """The next request with a continue token gets 410 (its snapshot expired mid-list)."""
+        with self._cond:
+            self._expire_continue = True
+
     def set_token(self, token):
         with self._cond:
             self.token = token
@@ -416,6 +422,9 @@ class FakeApiServer(object):
         limit = int(query.get("limit") or 0)
         token = query.get("continue")
         with self._cond:
+            if token and self._expire_continue:
+                self._expire_continue = False
+                self._snapshots.clear()
             if token:
                 try:
                     sid, start = json.loads(base64.urlsafe_b64decode(token.encode()))
@@ -527,21 +536,21 @@ class _Handler(BaseHTTPRequestHandler):
         api = self.api
         url = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
-        status_box = [None]
+        # Logged when the request arrives (a watch may stay open); status filled in later.
+        status_box = ["GET", self.path, self.headers.get("Authorization"), None]
+        with api._cond:
+            api.requests.append(status_box)
         try:
             err = api._gate(self)
             if err is not None:
-                status_box[0] = err[0]
+                status_box[3] = err[0]
                 return self._send_json(*err)
             status, body = self._route(url.path, query, status_box)
             if status is not None:
-                status_box[0] = status
+                status_box[3] = status
                 self._send_json(status, body)
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
             self.close_connection = True
-        finally:
-            with api._cond:
-                api.requests.append(("GET", self.path, self.headers.get("Authorization"), status_box[0]))
 
     def _route(self, path, query, status_box):
         api = self.api
@@ -583,7 +592,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return 404, _status(404, "NotFound", '%s "%s" not found' % (res, name))
             return 200, obj
         if query.get("watch") in ("true", "1"):
-            status_box[0] = 200
+            status_box[3] = 200
             self._serve_watch(res, ns, query)
             return None, None
         return api._list(res, ns, query)
