@@ -24,8 +24,13 @@ from twisted.internet import defer, endpoints, protocol
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from twisted.web.resource import NoResource, Resource
+from twisted.web.resource import Resource
 from twisted.web.server import Site
+
+try:
+    from twisted.web.pages import notFound as _not_found  # Twisted >= 22.10
+except ImportError:  # Debian 12's Twisted 22.4
+    from twisted.web.resource import NoResource as _not_found
 
 from twisted_kdns import metrics
 
@@ -81,7 +86,7 @@ class _Root(Resource):
         self.routes = {}
 
     def getChild(self, path, request):
-        return self.routes.get(path) or NoResource()
+        return self.routes.get(path) or _not_found()
 
 
 def _text(request, code, body):

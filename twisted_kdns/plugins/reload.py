@@ -31,7 +31,8 @@ def parse(directives):
         if cfg.interval < 2:
             raise args.error("interval value must be greater or equal to 2s")
     if len(values) > 1:
-        cfg.jitter = args.duration(values[1], "jitter", allow_bare_seconds=False)
+        # Go's ParseDuration accepts a bare "0" and nothing else without a unit.
+        cfg.jitter = 0.0 if values[1] == "0" else args.duration(values[1], "jitter", allow_bare_seconds=False)
         if 0 < cfg.jitter < 1 or cfg.jitter < 0:
             raise args.error("jitter value must be greater or equal to 1s (or 0)")
     if cfg.jitter > cfg.interval / 2:

@@ -1,0 +1,59 @@
+"""ready: Corefile syntax and C{/ready} over real HTTP as readiness changes."""
+
+from twisted.internet import defer, reactor
+from twisted.trial import unittest
+
+from tests.helpers import start_server
+from tests.plugins.test_prometheus import doc_examples, parse, parse_error
+from tests.test_web import Flag, http_get
+from twisted_kdns import config
+
+READY = ".:0 {\n bind 127.0.0.1\n ready 127.0.0.1:0\n whoami\n}\n"
+
+
+class ParseTests(unittest.SynchronousTestCase):
+    def test_default(self):
+        """Without arguments ready listens on :8181 and monitors until ready."""
+        cfg = parse(" ready", "ready")
+        self.assertEqual((cfg.address, cfg.monitor), (":8181", "until-ready"))
+
+    def test_monitor(self):
+        """C{monitor continuously} is accepted; other modes, two ready lines, bad addresses are errors."""
+        self.assertEqual(parse(" ready :9000 {\n  monitor continuously\n }", "ready").monitor, "continuously")
+        self.assertIn("monitor type 'sometimes' not supported",
+                      parse_error(self, " ready {\n  monitor sometimes\n }"))
+        self.assertIn("can only be used once", parse_error(self, " ready\n ready :1"))
+        self.assertIn("Corefile:2 - Error during parsing: missing port", parse_error(self, " ready 8181"))
+
+    def test_docExamplesParse(self):
+        """Every corefile example in docs/plugins/ready.md parses and builds."""
+        examples = doc_examples("ready")
+        self.assertTrue(examples)
+        for text in examples:
+            config.build(config.load(text=text), reactor)
+
+
+class ReadyHttpTests(unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_flipsWithProvider(self):
+        """/ready is 503 naming the plugin until its provider is ready, then 200 OK."""
+        svc, _ = start_server(self, READY)
+        flag = Flag(False)
+        svc.generation.options.readiness.append(("kubernetes", flag))
+        port = svc.web_port("ready")
+        status, body, _ = yield http_get(port, "/ready")
+        self.assertEqual((status, body), (503, b"kubernetes"))
+        flag.value = True
+        status, body, _ = yield http_get(port, "/ready")
+        self.assertEqual((status, body), (200, b"OK"))
+
+    @defer.inlineCallbacks
+    def test_sharedAddressWithHealth(self):
+        """health and ready on one address share one socket and serve both paths."""
+        svc, _ = start_server(self, ".:0 {\n bind 127.0.0.1\n ready 127.0.0.1:0\n health 127.0.0.1:0\n whoami\n}\n")
+        self.assertEqual(svc.web_port("ready"), svc.web_port("health"))
+        self.assertEqual(len(svc.web.sites), 1)
+        status, _, _ = yield http_get(svc.web_port("ready"), "/health")
+        self.assertEqual(status, 200)
+        status, _, _ = yield http_get(svc.web_port("ready"), "/ready")
+        self.assertEqual(status, 200)
