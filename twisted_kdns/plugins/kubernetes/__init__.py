@@ -20,7 +20,7 @@ import os
 
 from twisted_kdns.errors import ConfigError
 from twisted_kdns.names import Fallthrough, normalize
-from twisted_kdns.plugin import once
+from twisted_kdns.plugin import once, parse_duration
 
 from twisted_kdns.plugins.kubernetes.selectors import Selector, SelectorError
 
@@ -150,13 +150,18 @@ def parse(directives):
             sub.count(0, 0)
             cfg.noendpoints = True
         elif name == "ignore":
-            vals = sub.count(1)
+            vals = sub.count(0)
+            if not vals:
+                continue  # CoreDNS accepts a bare "ignore" and does nothing
             if vals[0] != "empty_service":
                 raise sub.error("unable to parse ignore value: '%s'" % (vals[0],))
             cfg.ignore_empty_service = True
         elif name == "startup_timeout":
             text = sub.count(1, 1)[0]
-            cfg.startup_timeout = sub.duration(text, "startup_timeout", allow_bare_seconds=False)
+            try:
+                cfg.startup_timeout = parse_duration(text, allow_bare_seconds=False)
+            except ValueError:
+                raise sub.error('failed to parse startup_timeout: %s, time: invalid duration "%s"' % (text, text))
         elif name == "manifests":
             cfg.manifests = [_path(sub, p) for p in sub.count(1)]
         elif name in ("multicluster", "zonal", "apiserver_qps", "apiserver_burst",
@@ -192,7 +197,9 @@ def setup(config, ctx, next):
         raise ConfigError("non-reverse zone name must be used", config.file, config.line, "kubernetes")
     kinds = config.kinds()
     store = Store(ctx.reactor, kinds, [z for z in zones if not is_reverse(z)])
-    resolver = KubernetesResolver(config, zones, store, ctx.reactor)
+    resolver = KubernetesResolver(config, zones, store, ctx.reactor, next=next)
+    # CoreDNS reads its "local IPs" (NS answers) at startup, after bind ran.
+    resolver.bind_context = ctx
     source = _source(config, kinds, store, ctx.reactor)
     resolver.source = source
     ctx.add_service(source)

@@ -50,8 +50,12 @@ def canonical_ip(text):
         return None
 
 
-def _ports(raw_ports):
-    """C{((name, PROTOCOL, port), ...)}: names lower-cased, unnamed -> C{""}."""
+def _ports(raw_ports, missing=None):
+    """
+    C{((name, PROTOCOL, port), ...)}: names lower-cased, unnamed -> C{""}.
+    An entry without a port is dropped, or kept with port C{missing} (-1
+    for EndpointSlices, as CoreDNS keeps them: they count in SRV weights).
+    """
     out = []
     if not isinstance(raw_ports, list):
         return ()
@@ -59,7 +63,9 @@ def _ports(raw_ports):
         if not isinstance(p, dict):
             continue
         port = p.get("port")
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        if port is None and missing is not None:
+            port = missing
+        elif isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             continue
         name = p.get("name")
         name = _intern(name.lower()) if isinstance(name, str) else ""
@@ -205,19 +211,22 @@ class EndpointSlice(_Record):
 
 class Pod(_Record):
     """
-    @ivar ip: canonical C{status.podIP}; C{None} while it has none, while it
-        is terminating (deletionTimestamp) or once its phase is Succeeded,
-        Failed or Unknown (CoreDNS's field selector) - such a pod answers
-        nothing.
+    @ivar ip: canonical C{status.podIP}; C{None} while it has none or once
+        its phase is Succeeded, Failed or Unknown (CoreDNS's field selector
+        excludes those) - such a pod answers nothing.
+    @ivar terminating: C{metadata.deletionTimestamp} is set.  CoreDNS skips
+        such add/update events (the pod keeps its last state until it is
+        deleted); the store does the same.
     """
 
-    __slots__ = ("name", "namespace", "resource_version", "ip")
+    __slots__ = ("name", "namespace", "resource_version", "ip", "terminating")
 
-    def __init__(self, name, namespace, resource_version="", ip=None):
+    def __init__(self, name, namespace, resource_version="", ip=None, terminating=False):
         self.name = name
         self.namespace = namespace
         self.resource_version = resource_version
         self.ip = ip
+        self.terminating = terminating
 
 
 _DEAD_PHASES = ("Succeeded", "Failed", "Unknown")
@@ -305,7 +314,7 @@ def _endpointslice(raw):
             ep = _endpoint(e)
             if ep is not None:
                 endpoints.append(ep)
-    return EndpointSlice(name, namespace, rv, service, _ports(raw.get("ports")), endpoints)
+    return EndpointSlice(name, namespace, rv, service, _ports(raw.get("ports"), -1), endpoints)
 
 
 def _pod(raw):
@@ -317,9 +326,8 @@ def _pod(raw):
     ip = None
     if isinstance(status, dict) and status.get("phase") not in _DEAD_PHASES:
         ip = canonical_ip(status.get("podIP"))
-    if raw["metadata"].get("deletionTimestamp"):
-        ip = None
-    return Pod(name, namespace, rv, ip)
+    terminating = bool(raw["metadata"].get("deletionTimestamp"))
+    return Pod(name, namespace, rv, ip, terminating)
 
 
 _CONVERTERS = {

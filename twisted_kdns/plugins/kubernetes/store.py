@@ -123,10 +123,14 @@ class Store(object):
         for record in records:
             if record is not None:
                 fresh[record.key] = record
-        for key in [k for k in table if k not in fresh]:
+        # A terminating pod listed again keeps its last state (see objects.Pod).
+        keep = {k for k, r in fresh.items() if getattr(r, "terminating", False) and k in table}
+        for key in [k for k in table if k not in fresh and k not in keep]:
             names.extend(self._remove(kind, table, key))
         for key, record in fresh.items():
             old = table.get(key)
+            if getattr(record, "terminating", False):
+                continue  # CoreDNS skips terminating pods on add/update
             if old is None or old != record:
                 names.extend(self._put(kind, table, record, old))
             else:
@@ -150,6 +154,8 @@ class Store(object):
                 return
             names = self._remove(kind, table, key)
         else:
+            if getattr(record, "terminating", False):
+                return  # CoreDNS skips terminating pods on add/update
             if old is not None and old == record:
                 table[key] = record
                 return
