@@ -108,6 +108,32 @@ class TcpServerTests(unittest.TestCase):
         return tcp_exchange(self.port, [frame(bad) + frame(bytes(response)) + frame(good)], 2).addCallback(check)
 
 
+    def test_halfClose(self):
+        """A client that shuts down its write side after sending still gets its answers, then EOF."""
+        def run():
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=2)
+            try:
+                s.sendall(frame(wire_query("a.example.org.", 11)) + frame(wire_query("b.example.org.", 12)))
+                s.shutdown(socket.SHUT_WR)
+                buf = b""
+                while True:
+                    data = s.recv(65535)
+                    if not data:
+                        return buf
+                    buf += data
+            finally:
+                s.close()
+
+        def check(buf):
+            ids = []
+            while buf:
+                n = struct.unpack("!H", buf[:2])[0]
+                ids.append(dns.message.from_wire(buf[2:2 + n]).id)
+                buf = buf[2 + n:]
+            self.assertEqual(sorted(ids), [11, 12])
+        return threads.deferToThread(run).addCallback(check)
+
+
 class TcpProtocolTests(unittest.SynchronousTestCase):
     """The protocol and factory driven directly, with a Clock for the idle timeout."""
 

@@ -6,10 +6,12 @@ timeout, a per-connection cap on queries in flight and a cap on connections.
 """
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import Int16StringReceiver
 from twisted.protocols.policies import TimeoutMixin
+from zope.interface import implementer
 
 log = Logger(namespace="kdns.server.tcp")
 
@@ -18,9 +20,17 @@ MAX_IN_FLIGHT = 64
 MAX_CONNECTIONS = 1000
 
 
+@implementer(IHalfCloseableProtocol)
 class DNSStreamProtocol(Int16StringReceiver, TimeoutMixin):
+    """
+    One client connection.  Half-close aware: a client that sends its
+    queries and then shuts down its write side still gets every answer,
+    and the connection closes once the last one is written.
+    """
+
     noisy = False
     MAX_LENGTH = 65535
+    read_closed = False
 
     def __init__(self, dispatcher, factory):
         self.dispatcher = dispatcher
@@ -56,7 +66,18 @@ class DNSStreamProtocol(Int16StringReceiver, TimeoutMixin):
                 self.transport.resumeProducing()
         if isinstance(data, (bytes, bytearray)):
             self._send(data)
+        if self.read_closed and self.in_flight == 0 and self.connected:
+            self.transport.loseConnection()
         return None
+
+    def readConnectionLost(self):
+        """The client sent EOF: finish what is in flight, then close."""
+        self.read_closed = True
+        if self.in_flight == 0:
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self):
+        self.transport.loseConnection()
 
     def _send(self, data):
         if self.connected:
