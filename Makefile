@@ -29,3 +29,20 @@ bench: venv
 
 clean:
 	rm -rf $(VENV) build *.egg-info twisted/plugins/dropin.cache
+
+# Packaging (docs/deployment.md).  Neither is part of `make test`.
+# `make deb`: the .deb from the committed tree (HEAD), built with a clean
+# environment (no pyenv shims on PATH) in build/deb, then lintian.
+deb:
+	rm -rf build/deb && mkdir -p build/deb/src
+	git archive HEAD | tar -x -C build/deb/src
+	cd build/deb/src && env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$$HOME" dpkg-buildpackage -us -uc -b
+	lintian -I --pedantic --fail-on error,warning $$([ "$$(id -u)" = 0 ] && echo --allow-root) build/deb/*.changes
+
+# `make image-rootfs`: the Dockerfile's recipe without a Docker engine
+# (etc/container/image-rootfs.sh): build the venv, start kdns as uid 65532
+# from a read-only copy and query it.
+image-rootfs:
+	sh etc/container/image-rootfs.sh
+
+.PHONY: deb image-rootfs
