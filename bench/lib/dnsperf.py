@@ -1,5 +1,6 @@
 """Running dnsperf (pinned to the client CPU) and reading its statistics."""
 
+import math
 import re
 import subprocess
 
@@ -75,5 +76,5 @@ def percentile(sorted_values, pct):
     """Nearest-rank percentile of an already sorted list (C{None} when empty)."""
     if not sorted_values:
         return None
-    k = max(0, min(len(sorted_values) - 1, int(round(pct / 100.0 * len(sorted_values) + 0.5)) - 1))
+    k = max(0, min(len(sorted_values) - 1, int(math.ceil(pct / 100.0 * len(sorted_values))) - 1))
     return sorted_values[k]
