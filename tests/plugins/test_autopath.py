@@ -133,3 +133,53 @@ class AutopathWalkTests(unittest.SynchronousTestCase):
         plan = config.load(text=".:53 {\n autopath @kubernetes\n whoami\n}\n")
         e = self.assertRaises(Exception, config.build, plan, Clock())
         self.assertIn("needs the kubernetes plugin", str(e))
+
+
+POD = """apiVersion: v1
+kind: Pod
+metadata:
+  name: client
+  namespace: default
+status:
+  phase: Running
+  podIP: %s
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: myapp
+  namespace: kube-system
+spec:
+  type: ClusterIP
+  clusterIP: 10.96.0.33
+  clusterIPs: [10.96.0.33]
+  ports:
+  - {name: http, port: 80, protocol: TCP}
+"""
+
+
+class AutopathKubernetesTests(unittest.TestCase):
+    def start(self, pod_ip):
+        directory = tempfile.mkdtemp(prefix="kdns-autopath-k8s-")
+        self.addCleanup(__import__("shutil").rmtree, directory, True)
+        path = os.path.join(directory, "cluster.yaml")
+        with open(path, "w") as f:
+            f.write(POD % (pod_ip,))
+        return start_server(self, "cluster.local:0 {\n bind 127.0.0.1\n autopath @kubernetes\n"
+                                  " kubernetes cluster.local {\n  pods verified\n  manifests %s\n }\n}\n" % (path,))
+
+    @defer.inlineCallbacks
+    def test_podNamespaceSearchPath(self):
+        """A pod in C{default} asking C{myapp.kube-system.default.svc.cluster.local} gets the kube-system Service via a CNAME."""
+        _, port = self.start("127.0.0.1")
+        reply = yield query(port, "myapp.kube-system.default.svc.cluster.local", "A")
+        self.assertEqual(answers(reply), [
+            ("myapp.kube-system.default.svc.cluster.local.", "CNAME", "myapp.kube-system.svc.cluster.local."),
+            ("myapp.kube-system.svc.cluster.local.", "A", "10.96.0.33")])
+
+    @defer.inlineCallbacks
+    def test_unknownClientNotWalked(self):
+        """A client whose address is no known pod gets no autopath (plain NXDOMAIN)."""
+        _, port = self.start("10.244.0.9")
+        reply = yield query(port, "myapp.kube-system.default.svc.cluster.local", "A")
+        self.assertEqual((reply.rcode(), reply.answer), (3, []))
