@@ -216,7 +216,7 @@ class HostsResolver(object):
         if self.fallthrough.through(qname):
             raise PassToNext(qname)
         # CoreDNS answers SERVFAIL without an error to log: there is no SOA to build an NXDOMAIN.
-        raise ServFail()
+        return defer.fail(ServFail())
 
 
 def setup(config, ctx, next):

@@ -64,9 +64,17 @@ def parse(directives):
 
 
 def response_class(reply):
+    """
+    CoreDNS's C{response.Typify} then C{Classify}: answers -> success;
+    an SOA in authority with NOERROR (NODATA) or NXDOMAIN -> denial;
+    other NOERROR (delegation, empty) -> success; anything else, an
+    NXDOMAIN without SOA included, -> error.
+    """
     rcode = reply.rCode
-    if rcode == dns.ENAME or (rcode == dns.OK and not reply.answers
-                              and any(rr.type == dns.SOA for rr in reply.authority)):
+    if rcode == dns.OK and reply.answers:
+        return "success"
+    soa = any(rr.type == dns.SOA for rr in reply.authority)
+    if soa and rcode in (dns.OK, dns.ENAME):
         return "denial"
     if rcode == dns.OK:
         return "success"
