@@ -206,9 +206,9 @@ class ClusterMixin(object):
 
     zones = "cluster.local in-addr.arpa ip6.arpa"
 
-    def start(self, options="", manifests=CLUSTER, after="", zones=None, before=""):
+    def start(self, options="", manifests=CLUSTER, after="", zones=None, before="", key="."):
         self.folder = write_manifests(self, manifests)
-        text = ".:0 {\n bind 127.0.0.1\n%s kubernetes %s {\n  manifests %s\n%s\n }\n%s}\n" % (
+        text = key + ":0 {\n bind 127.0.0.1\n%s kubernetes %s {\n  manifests %s\n%s\n }\n%s}\n" % (
             before, self.zones if zones is None else zones, self.folder, options, after)
         self.service, self.port = start_server(self, text)
         runtime = self.service.generation.blocks[0]
