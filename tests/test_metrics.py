@@ -40,9 +40,6 @@ TIME = [0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128,
 SIZE = [0, 100, 200, 300, 400, 511, 1023, 2047, 4095, 8291, 16000, 32000, 48000, 64000]
 BY_NAME = {
     "coredns_build_info": metrics.BUILD_INFO, "coredns_panics": metrics.PANICS,
-    "coredns_dns_requests": metrics.REQUESTS, "coredns_dns_request_duration_seconds": metrics.REQUEST_DURATION,
-    "coredns_dns_request_size_bytes": metrics.REQUEST_SIZE, "coredns_dns_do_requests": metrics.DO_REQUESTS,
-    "coredns_dns_response_size_bytes": metrics.RESPONSE_SIZE, "coredns_dns_responses": metrics.RESPONSES,
     "coredns_plugin_enabled": metrics.PLUGIN_ENABLED, "coredns_reload_failed": metrics.RELOAD_FAILED,
     "coredns_reload_version_info": metrics.RELOAD_VERSION,
     "coredns_health_request_duration_seconds": metrics.HEALTH_DURATION,
@@ -69,18 +66,57 @@ def bucket_edges(metric):
     return [float(b) for b in metric._upper_bounds[:-1]]
 
 
+def recorded_families():
+    """The per-query families of a fresh L{metrics.DnsMetrics} after one recorded query."""
+    recorder = metrics.DnsMetrics(clock=lambda: 1.0)
+    kq = KdnsQuery(b"a.example.org", client=("::1", 53000), server="dns://:53", zone=b"example.org", size=40)
+    kq.started = 0.9993  # 0.7 ms: in the 1 ms bucket, not the 0.5 ms one
+    recorder.record(kq, tdns.Message(rCode=3), b"x" * 120)
+    return {f.name: f for f in recorder.collect()}
+
+
 class DefinitionTests(unittest.SynchronousTestCase):
     def test_namesTypesLabels(self):
         """Each core metric has CoreDNS's name, type and label names, in CoreDNS's order."""
+        families = recorded_families()
         for name, kind, labels in EXPECTED:
-            metric = BY_NAME[name]
-            self.assertEqual((metric._name, metric._type, list(metric._labelnames)), (name, kind, labels), name)
+            if name in BY_NAME:
+                metric = BY_NAME[name]
+                self.assertEqual((metric._name, metric._type, list(metric._labelnames)), (name, kind, labels), name)
+            else:
+                family = families[name]
+                sample = family.samples[0]
+                self.assertEqual((family.type, [k for k in sample.labels if k != "le"]), (kind, labels), name)
+
+    def test_perQuerySamples(self):
+        """One recorded query gives CoreDNS's series: type, family 2 for IPv6, rcode name, sizes, duration."""
+        families = recorded_families()
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+        self.assertEqual(samples[("coredns_dns_requests_total", tuple(sorted(dict(
+            server="dns://:53", zone="example.org.", view="", proto="udp", family="2", type="A").items())))], 1)
+        self.assertEqual(samples[("coredns_dns_responses_total", tuple(sorted(dict(
+            server="dns://:53", zone="example.org.", view="", rcode="NXDOMAIN", plugin="").items())))], 1)
+        self.assertEqual(samples[("coredns_dns_response_size_bytes_sum", tuple(sorted(dict(
+            server="dns://:53", zone="example.org.", view="", proto="udp").items())))], 120)
+        self.assertEqual(samples[("coredns_dns_response_size_bytes_bucket", tuple(sorted(dict(
+            server="dns://:53", zone="example.org.", view="", proto="udp", le="100.0").items())))], 0)
+        self.assertEqual(samples[("coredns_dns_response_size_bytes_bucket", tuple(sorted(dict(
+            server="dns://:53", zone="example.org.", view="", proto="udp", le="200.0").items())))], 1)
+        self.assertEqual(samples[("coredns_dns_request_duration_seconds_bucket", tuple(sorted(dict(
+            server="dns://:53", zone="example.org.", view="", le="0.001").items())))], 1)
+        self.assertEqual(samples[("coredns_dns_request_duration_seconds_bucket", tuple(sorted(dict(
+            server="dns://:53", zone="example.org.", view="", le="0.0005").items())))], 0)
 
     def test_buckets(self):
         """Durations use TimeBuckets, sizes the size buckets, health the slim ones."""
-        self.assertEqual(bucket_edges(metrics.REQUEST_DURATION), TIME)
-        self.assertEqual(bucket_edges(metrics.REQUEST_SIZE), SIZE)
-        self.assertEqual(bucket_edges(metrics.RESPONSE_SIZE), SIZE)
+        families = recorded_families()
+
+        def edges(name):
+            return [float(s.labels["le"]) for s in families[name].samples
+                    if s.name.endswith("_bucket") and s.labels["le"] != "+Inf"]
+        self.assertEqual(edges("coredns_dns_request_duration_seconds"), TIME)
+        self.assertEqual(edges("coredns_dns_request_size_bytes"), SIZE)
+        self.assertEqual(edges("coredns_dns_response_size_bytes"), SIZE)
         self.assertEqual(bucket_edges(metrics.HEALTH_DURATION), [0.00025, 0.0025, 0.025, 0.25, 2.5])
 
     def test_buildInfo(self):

@@ -7,12 +7,10 @@ As in CoreDNS, only blocks that list C{prometheus} record per-query
 metrics; the endpoint itself is process-wide, and several blocks may name
 one address (one HTTP site per distinct address).  Recording happens in a
 hook run after the reply is encoded, when rcode, size and the writing
-plugin are known (see L{twisted_kdns.metrics.QueryRecorder}).
+plugin are known (see L{twisted_kdns.metrics.DnsMetrics}).
 """
 
-import time
-
-from twisted_kdns.metrics import QueryRecorder
+from twisted_kdns import metrics
 from twisted_kdns.plugin import Wrapper, once
 from twisted_kdns.web import split_address
 
@@ -20,8 +18,8 @@ KIND = "wrapper"
 ONCE = True
 DEFAULT_ADDRESS = "localhost:9153"
 
-# One recorder for the process: its label cache outlives reloads.
-RECORDER = QueryRecorder(time.monotonic)
+# One recorder for the process: its counts outlive reloads.
+RECORDER = metrics.DNS
 
 
 class PrometheusConfig(object):
