@@ -20,6 +20,19 @@ from twisted.trial import unittest
 from twisted_kdns import __version__
 
 BIN = os.path.dirname(sys.executable)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INSTALLED = os.path.exists(os.path.join(BIN, "kdns"))
+
+
+def kdns():
+    """The kdns console script, or the module when running from a checkout (Debian stack)."""
+    return [os.path.join(BIN, "kdns")] if INSTALLED else [sys.executable, "-m", "twisted_kdns"]
+
+
+def twistd():
+    """twistd next to the interpreter, else Debian's twistd3."""
+    path = os.path.join(BIN, "twistd")
+    return [path] if os.path.exists(path) else [shutil.which("twistd3") or "twistd3"]
 GOOD = """\
 .:%(port)d {
     bind 127.0.0.1
@@ -61,6 +74,8 @@ class EntryPointTests(unittest.SynchronousTestCase):
         self.addCleanup(shutil.rmtree, self.dir, True)
         self.env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.env.pop("PYTHONPATH", None)
+        if not INSTALLED:
+            self.env["PYTHONPATH"] = ROOT
 
     def write(self, text, name="Corefile"):
         path = os.path.join(self.dir, name)
@@ -110,14 +125,14 @@ class EntryPointTests(unittest.SynchronousTestCase):
     def test_twistdBad(self):
         """twistd -n kdns --corefile BAD exits non-zero with the file:line message."""
         path = self.write(BAD)
-        self.assertBadCorefile(self.run_cmd([os.path.join(BIN, "twistd"), "-n", "--pidfile=", "kdns",
+        self.assertBadCorefile(self.run_cmd(twistd() + ["-n", "--pidfile=", "kdns",
                                              "--corefile", path]), path)
 
     def test_twistdServes(self):
         """twistd -n kdns --corefile GOOD serves until SIGTERM, then exits 0."""
         port = free_port()
         path = self.write(GOOD % {"port": port})
-        self.serve([os.path.join(BIN, "twistd"), "-n", "--pidfile=", "kdns", "--corefile", path], port)
+        self.serve(twistd() + ["-n", "--pidfile=", "kdns", "--corefile", path], port)
 
     def test_twistBad(self):
         """python -m twisted kdns --corefile BAD (twist) exits non-zero with file:line."""
@@ -132,30 +147,30 @@ class EntryPointTests(unittest.SynchronousTestCase):
 
     def test_kdnsVersion(self):
         """kdns --version prints the version and exits 0."""
-        result = self.run_cmd([os.path.join(BIN, "kdns"), "--version"])
+        result = self.run_cmd(kdns() + ["--version"])
         self.assertEqual((result.returncode, result.stdout.strip()), (0, "kdns-%s" % (__version__,)))
 
     def test_kdnsServesWithDnsPort(self):
         """kdns --dns-port P gives keys without a port that port; text logs name the zone."""
         port = free_port()
         path = self.write(GOOD.replace(".:%(port)d", "."))
-        output = self.serve([os.path.join(BIN, "kdns"), "--corefile", path, "--dns-port", str(port)], port)
+        output = self.serve(kdns() + ["--corefile", path, "--dns-port", str(port)], port)
         self.assertIn("dns://.:%d" % (port,), output)
 
     def test_kdnsBad(self):
         """kdns --corefile BAD exits 1 with every error, one per line."""
         path = self.write(BAD)
-        result = self.run_cmd([os.path.join(BIN, "kdns"), "--corefile", path])
+        result = self.run_cmd(kdns() + ["--corefile", path])
         self.assertEqual(result.returncode, 1)
         self.assertEqual(len(result.stderr.strip().splitlines()), 2, result.stderr)
 
     def test_check(self):
         """kdns check: exit 0 on a good file, exit 1 listing every error one per line, binding nothing."""
         good = self.write(GOOD % {"port": 53}, "Good")
-        result = self.run_cmd([os.path.join(BIN, "kdns"), "check", good])
+        result = self.run_cmd(kdns() + ["check", good])
         self.assertEqual(result.returncode, 0, result.stderr)
         bad = self.write(BAD + "example.org {\n nosuch\n hosts {\n  ttl -1\n }\n}\n")
-        result = self.run_cmd([os.path.join(BIN, "kdns"), "check", bad])
+        result = self.run_cmd(kdns() + ["check", bad])
         self.assertEqual(result.returncode, 1)
         lines = result.stderr.strip().splitlines()
         self.assertEqual(len(lines), 4, lines)
@@ -167,6 +182,6 @@ class EntryPointTests(unittest.SynchronousTestCase):
     def test_checkSyntaxError(self):
         """kdns check reports a syntax error with file:line and exits 1."""
         bad = self.write(". {\n whoami\n")
-        result = self.run_cmd([os.path.join(BIN, "kdns"), "check", bad])
+        result = self.run_cmd(kdns() + ["check", bad])
         self.assertEqual(result.returncode, 1)
         self.assertIn("%s:1 - Error during parsing: Unexpected EOF" % (bad,), result.stderr)

@@ -113,11 +113,16 @@ class EdnsTests(ServerTestCase):
 
     def test_badvers(self):
         """EDNS version 1 is answered BADVERS (extended rcode 16) with our OPT at version 0."""
-        def check(reply):
+        data = bytearray(wire_query(use_edns=0))
+        data[-5] = 1  # the OPT's version byte (ttl = ext-rcode, version, flags; then rdlen)
+
+        def check(raw):
+            reply = dns.message.from_wire(raw)
             self.assertEqual(reply.rcode(), dns.rcode.BADVERS)
             self.assertEqual(reply.edns, 0)
             self.assertEqual(reply.answer, [])
-        return query(self.port, "www.example.org.", use_edns=1).addCallback(check)
+            self.assertEqual(reply.question[0].name.to_text(), "www.example.org.")
+        return raw_udp(self.port, bytes(data)).addCallback(check)
 
     def test_twoOpts(self):
         """Two OPT records are FORMERR."""
