@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 
 from prometheus_client import REGISTRY
-from twisted.internet import defer, reactor, threads
+from twisted.internet import defer, reactor, task, threads
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import Clock
 from twisted.trial import unittest
@@ -261,3 +261,22 @@ class MonitorTests(unittest.TestCase):
         ok = yield web.Monitor(reactor, None).probe("127.0.0.1", port)
         self.assertFalse(ok)
         self.assertEqual(REGISTRY.get_sample_value("coredns_health_request_failures_total"), before + 1)
+
+    @defer.inlineCallbacks
+    def test_tickProbesHealthSite(self):
+        """Running, the monitor probes the configured health site on each tick."""
+        sites = web.WebSites(reactor)
+        self.addCleanup(sites.close_all)
+        key = ("127.0.0.1", 0)
+        sites.prepare({key: {b"health": web.HealthResource()}})
+        sites.commit({key: {b"health": web.HealthResource()}}, {"health": [key]})
+        before = REGISTRY.get_sample_value("coredns_health_request_duration_seconds_count") or 0
+        monitor = web.Monitor(reactor, lambda: sites.address_of("health"), interval=0.05)
+        monitor.start()
+        self.addCleanup(monitor.stop)
+        for _ in range(100):
+            yield task.deferLater(reactor, 0.02, lambda: None)
+            if (REGISTRY.get_sample_value("coredns_health_request_duration_seconds_count") or 0) >= before + 2:
+                break
+        self.assertGreaterEqual(REGISTRY.get_sample_value("coredns_health_request_duration_seconds_count"),
+                                before + 2)

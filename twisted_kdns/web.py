@@ -20,7 +20,7 @@ renders in the thread pool and imports the global reactor at import time.
 import socket
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-from twisted.internet import defer, endpoints, protocol
+from twisted.internet import defer, protocol
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -308,7 +308,24 @@ class _Probe(protocol.Protocol):
         self.data.append(data)
 
     def connectionLost(self, reason):
-        self.done.callback(b"".join(self.data))
+        if not self.done.called:
+            self.done.callback(b"".join(self.data))
+
+
+class _ProbeFactory(protocol.ClientFactory):
+    """Quiet (no "Starting factory" line every second)."""
+
+    noisy = False
+
+    def __init__(self, probe):
+        self.probe = probe
+
+    def buildProtocol(self, addr):
+        return self.probe
+
+    def clientConnectionFailed(self, connector, reason):
+        if not self.probe.done.called:
+            self.probe.done.errback(reason)
 
 
 class Monitor(object):
@@ -321,47 +338,54 @@ class Monitor(object):
     @param target: callable returning C{(host, port)} of a health site or C{None}.
     """
 
+    timeout = 5.0
+
     def __init__(self, reactor, target, interval=1.0):
         self.reactor = reactor
         self.target = target
         self.interval = interval
         self._loop = None
         self._last = None
-        self._probe = None
+        self._connector = None
+        self._stopped = False
 
     def start(self):
+        self._stopped = False
         self._last = self.reactor.seconds()
         self._loop = LoopingCall(self._tick)
         self._loop.clock = self.reactor
         self._loop.start(self.interval, now=False)
 
     def stop(self):
+        self._stopped = True
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
-        if self._probe is not None and self._probe.transport is not None:
-            self._probe.transport.abortConnection()
+        if self._connector is not None:
+            self._connector.disconnect()
 
     def _tick(self):
         now = self.reactor.seconds()
         metrics.REACTOR_LAG.set(max(0.0, now - self._last - self.interval))
         self._last = now
         target = self.target()
-        if target is not None and self._probe is None:
+        if target is not None and self._connector is None:
             self.probe(*target)
 
     def probe(self, host, port):
         """GET /health once; the Deferred fires with C{True} when it answered 200."""
         started = self.reactor.seconds()
         probe = _Probe(host)
-        self._probe = probe
-        endpoint = endpoints.TCP6ClientEndpoint(self.reactor, host, port, timeout=5) if ":" in host \
-            else endpoints.TCP4ClientEndpoint(self.reactor, host, port, timeout=5)
-        d = endpoints.connectProtocol(endpoint, probe)
-        d.addCallback(lambda _: probe.done)
+        connector = self._connector = self.reactor.connectTCP(host, port, _ProbeFactory(probe),
+                                                              timeout=self.timeout)
+        timer = self.reactor.callLater(self.timeout, connector.disconnect)
 
         def done(result):
-            self._probe = None
+            self._connector = None
+            if timer.active():
+                timer.cancel()
+            if self._stopped and not isinstance(result, bytes):
+                return False  # stopped while probing: not a health failure
             elapsed = self.reactor.seconds() - started
             ok = isinstance(result, bytes) and result[:12] in (b"HTTP/1.1 200", b"HTTP/1.0 200")
             if ok:
@@ -373,4 +397,4 @@ class Monitor(object):
                 metrics.HEALTH_FAILURES.inc()
                 log.warn("Local health request to {host}:{port} failed", host=host, port=port)
             return ok
-        return d.addBoth(done)
+        return probe.done.addBoth(done)
