@@ -83,7 +83,8 @@ class _Record(object):
         return self.namespace + "/" + self.name
 
     def _fields(self):
-        return tuple(getattr(self, s) for s in self.__slots__)
+        """What DNS sees: every field but the resourceVersion."""
+        return tuple(getattr(self, s) for s in self.__slots__ if s != "resource_version")
 
     def __eq__(self, other):
         return type(self) is type(other) and self._fields() == other._fields()
