@@ -1,6 +1,6 @@
 """ready: Corefile syntax and C{/ready} over real HTTP as readiness changes."""
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from tests.helpers import start_server
@@ -57,3 +57,29 @@ class ReadyHttpTests(unittest.TestCase):
         self.assertEqual(status, 200)
         status, _, _ = yield http_get(svc.web_port("ready"), "/ready")
         self.assertEqual(status, 200)
+
+
+class ReadyKubernetesTests(unittest.TestCase):
+    """/ready against the kubernetes plugin watching the API stand-in."""
+
+    @defer.inlineCallbacks
+    def test_notReadyUntilSynced(self):
+        """/ready is 503 "kubernetes" while the API holds the initial LIST, 200 once it synced."""
+        from tests.k8s_apiserver import FakeApiServer, namespace
+        api = FakeApiServer()
+        api.load("namespaces", [namespace("default")])
+        api.start()
+        self.addCleanup(api.stop)
+        api.stall()
+        svc, _ = start_server(self, ".:0 {\n bind 127.0.0.1\n ready 127.0.0.1:0\n"
+                                    " kubernetes cluster.local {\n  endpoint %s\n }\n}\n" % (api.url,))
+        port = svc.web_port("ready")
+        status, body, _ = yield http_get(port, "/ready")
+        self.assertEqual((status, body), (503, b"kubernetes"))
+        api.release()
+        for _ in range(200):
+            status, body, _ = yield http_get(port, "/ready")
+            if status == 200:
+                break
+            yield task.deferLater(reactor, 0.025, lambda: None)
+        self.assertEqual((status, body), (200, b"OK"))
