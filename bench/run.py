@@ -29,7 +29,7 @@ ROOT = os.path.dirname(HERE)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from bench.lib import data, dnsperf, probe, procs, report  # noqa: E402
+from bench.lib import data, dnsperf, probe, procs, profile, report  # noqa: E402
 from bench.scenarios import all_scenarios  # noqa: E402
 
 TOOLS = {"dnsperf": "dnsperf", "unbound": "unbound", "dnsmasq": "dnsmasq-base", "taskset": "util-linux"}
@@ -58,7 +58,7 @@ def parse_args(argv):
     p.add_argument("--scenarios", default="A,B,C,D,E", help="comma-separated (default A,B,C,D,E)")
     p.add_argument("--servers", default=None,
                    help="comma-separated rows to run (default all: unbound,dnsmasq,kdns,kdns-core,"
-                        "kdns+autopath); unbound is always run when a ratio is wanted")
+                        "kdns+autopath,twisted-floor); unbound is always run when a ratio is wanted")
     p.add_argument("--services", type=int, default=1000, help="Services in the generated cluster")
     p.add_argument("--clients", type=int, default=4, help="dnsperf -c (default 4)")
     p.add_argument("--outstanding", type=int, default=100, help="dnsperf -q (default 100)")
@@ -73,6 +73,9 @@ def parse_args(argv):
     p.add_argument("--source", choices=("tree", "head"), default="tree",
                    help="which kdns to measure: the working tree (default) or the last commit "
                         "(git archive HEAD, so others' uncommitted files are left out)")
+    p.add_argument("--profile", action="store_true",
+                   help="after the rounds, sample each kdns row with py-spy during an extra "
+                        "saturated run; writes OUT/profile-SCENARIO-ROW.md (installs py-spy)")
     p.add_argument("--noise", default="", help="a note on machine noise to print with the results")
     args = p.parse_args(argv)
     if args.quick:
@@ -116,6 +119,13 @@ def ensure_matplotlib(no_install):
     say("installing matplotlib into %s (bench-only dependency)", sys.prefix)
     rc = subprocess.call([sys.executable, "-m", "pip", "install", "-q", "matplotlib"])
     return None if rc == 0 else "pip install matplotlib failed"
+
+
+def ensure_pyspy(no_install):
+    if os.path.exists(os.path.join(os.path.dirname(sys.executable), "py-spy")) or no_install:
+        return
+    say("installing py-spy into %s (bench-only, for --profile)", sys.prefix)
+    subprocess.call([sys.executable, "-m", "pip", "install", "-q", "py-spy"])
 
 
 def binary(name):
@@ -236,6 +246,12 @@ def start_row(spec, scen, ds, upstream_port, args):
         argv = [binary("dnsmasq"), "-k", "-C", conf]
         if not spec.cache:
             notes.append("cache-size 0")
+    elif spec.kind == "floor":
+        if scen.tcp:
+            return "skipped: UDP only"
+        argv = [sys.executable, os.path.join(HERE, "lib", "floor_server.py"), ds.hosts, str(port)]
+        notes.append("not a DNS server: Twisted DatagramProtocol + dict of pre-encoded replies "
+                     "(the ceiling for a kdns fast path)")
     else:
         conf = os.path.join(ds.workdir, tag + ".Corefile")
         skip, notes = kdns_corefile(spec, conf, dict(
@@ -318,6 +334,29 @@ def measure_round(rnd, rows, scen, ds, args, state):
             report.fmt(entry["p99_ms"], 2), report.fmt(lat_rate), report.fmt(res["qps"]))
 
 
+def profile_row(row, scen, ds, args):
+    """An extra saturated run under py-spy; the summary goes next to the results."""
+    import threading
+    seconds = max(3.0, args.duration)
+    raw = os.path.join(ds.workdir, "profile-%s-%s.txt" % (scen.key, row.spec.name))
+    result = {}
+    t = threading.Thread(target=lambda: result.update(
+        perf=perf(row, scen, ds, args, seconds + 2)))
+    t.start()
+    time.sleep(1)
+    why = profile.record(row.proc.pid, seconds, raw)
+    t.join()
+    path = os.path.join(args.out, "profile-%s-%s.md" % (scen.key, row.spec.name.replace("+", "-")))
+    with open(path, "w") as f:
+        f.write("# Profile: scenario %s (%s), %s\n\n" % (scen.key, scen.title, row.spec.name))
+        f.write("py-spy, %g s at saturation (%s q/s while sampled, sampling slows the server); "
+                "written by `bench/run.py --profile` on %s.\n\n" % (
+                    seconds, report.fmt(result.get("perf", {}).get("qps")),
+                    time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
+        f.write(why + "\n" if why else profile.summarise(raw))
+    say("  %s %-14s profile: %s", scen.key, row.spec.name, why or path)
+
+
 def run_scenario(scen, ds, upstream_port, args):
     out = {"key": scen.key, "title": scen.title, "rows": []}
     specs = [s for s in scen.servers if not args.servers or s.name in args.servers
@@ -347,6 +386,10 @@ def run_scenario(scen, ds, upstream_port, args):
         for rnd in range(1, args.rounds + 1):
             measure_round(rnd, rows, scen, ds, args, state)
         out["cpu_rate"] = state.get("cpu_rate")
+        if args.profile:
+            for row in rows:
+                if row.spec.kind == "kdns" and row.proc.alive():
+                    profile_row(row, scen, ds, args)
         for row in rows:
             if not row.proc.alive():
                 row.notes.append("server died: %s" % (row.proc.log_tail(),))
@@ -380,6 +423,8 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     ensure_tools(args.no_install)
     chart_note = None if args.no_chart else ensure_matplotlib(args.no_install)
+    if args.profile:
+        ensure_pyspy(args.no_install)
     os.makedirs(args.workdir, exist_ok=True)
     os.makedirs(args.out, exist_ok=True)
     ds = data.Dataset(args.workdir, count=args.services).generate()

@@ -37,7 +37,8 @@ class ServerSpec(object):
     """
     A server row of a scenario.
 
-    @ivar kind: C{"unbound"}, C{"dnsmasq"} or C{"kdns"}.
+    @ivar kind: C{"unbound"}, C{"dnsmasq"}, C{"kdns"} or C{"floor"} (not a
+        DNS server: bench/lib/floor_server.py, the Twisted datagram floor).
     @ivar corefile: for kdns, C{"production"} or C{"core"} (bench/configs/).
     @ivar requires: kdns plugins without which the row is skipped; the other
         production plugins are dropped (and named) when not available.
@@ -78,6 +79,7 @@ def _cluster(key, title, tcp):
         ServerSpec("dnsmasq", "dnsmasq", "cluster", probes),
         ServerSpec("kdns", "kdns", "cluster", probes, requires=("kubernetes",)),
         ServerSpec("kdns-core", "kdns", "cluster", probes, corefile="core"),
+        ServerSpec("twisted-floor", "floor", "cluster", probes),
     ])
 
 
