@@ -31,14 +31,14 @@ TIME_BUCKETS = tuple(0.00025 * 2 ** i for i in range(16))
 SLIM_TIME_BUCKETS = (0.00025, 0.0025, 0.025, 0.25, 2.5)
 SIZE_BUCKETS = (0, 100, 200, 300, 400, 511, 1023, 2047, 4095, 8291, 16000, 32000, 48000, 64000)
 
-PANICS = Counter("coredns_panics_total", "A metrics that counts the number of panics.")
+PANICS = Counter("coredns_panics", "A metrics that counts the number of panics.")
 BUILD_INFO = Gauge(
     "coredns_build_info", "A metric with a constant '1' value labeled by version, revision, and goversion "
     "from which CoreDNS was built.", ["version", "revision", "goversion"])
 PLUGIN_ENABLED = Gauge(
     "coredns_plugin_enabled", "A metric that indicates whether a plugin is enabled on per server and zone basis.",
     ["server", "zone", "view", "name"])
-RELOAD_FAILED = Counter("coredns_reload_failed_total", "Counter of the number of failed reload attempts.")
+RELOAD_FAILED = Counter("coredns_reload_failed", "Counter of the number of failed reload attempts.")
 RELOAD_VERSION = Gauge(
     "coredns_reload_version_info", "A metric with a constant '1' value labeled by hash, and value which type of "
     "hash generated.", ["hash", "value"])
@@ -46,13 +46,13 @@ HEALTH_DURATION = Histogram(
     "coredns_health_request_duration_seconds", "Histogram of the time (in seconds) each request took.",
     buckets=SLIM_TIME_BUCKETS)
 HEALTH_FAILURES = Counter(
-    "coredns_health_request_failures_total", "The number of times the health check failed.")
+    "coredns_health_request_failures", "The number of times the health check failed.")
 
 # Our own.
 REACTOR_LAG = Gauge(
     "kdns_reactor_lag_seconds", "How late the last 1-second reactor tick fired: time queries wait behind "
     "other work on the single reactor thread (Python's equivalent of an overload signal).")
-RELOADS = Counter("kdns_reloads_total", "Configuration reloads attempted, by result.", ["result"])
+RELOADS = Counter("kdns_reloads", "Configuration reloads attempted, by result.", ["result"])
 GENERATION_INFO = Gauge(
     "kdns_config_generation", "Number of the running configuration generation (1 at start, +1 per reload).")
 

@@ -155,6 +155,8 @@ class Reloader(object):
         """
         Build and swap.  @return: C{True} when the new generation runs.
         """
+        if self.service.stopping:
+            return False  # shutting down (lameduck): do not reopen anything
         log.info("Reloading")
         try:
             if corefile is None:

@@ -135,6 +135,9 @@ class KdnsService(service.MultiService):
             self.reloader.start()
             if self.handle_signals:
                 self.reloader.install_sighup()
+        elif self.handle_signals:
+            import signal
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # built-in Corefile: nothing to re-read
         for runtime in self.generation.blocks:
             for key in runtime.plan.block.keys:
                 log.info("{key}", key=key)

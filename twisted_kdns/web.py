@@ -73,6 +73,7 @@ class QuietSite(Site):
     """
 
     noisy = False
+    timeOut = 10  # probes and scrapes are short; do not keep idle connections for hours
 
     def log(self, request):
         pass

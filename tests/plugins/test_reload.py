@@ -288,3 +288,18 @@ class ReloaderTests(unittest.TestCase):
         self.assertEqual(answered, 300)
         self.assertGreater(len(reloads), 3)
         self.assertTrue(all(reloads))
+
+
+class StoppingTests(unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_noReloadWhileStopping(self):
+        """A reload requested during shutdown (lameduck) does nothing: no listener is reopened."""
+        text = (TEMPLATE % ("", "10.1.2.3 a.example.org")).replace(
+            "health 127.0.0.1:0", "health 127.0.0.1:0 {\n        lameduck 200ms\n    }")
+        svc, _ = start_server(self, text)
+        reloader = svc.reloader
+        stopped = svc.stopService()
+        write(svc.corefile_path, SECOND)
+        self.assertFalse(reloader._reload(None))
+        yield stopped
+        self.assertEqual((svc.listeners, svc.web.sites), ({}, {}))
