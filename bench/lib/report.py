@@ -80,7 +80,8 @@ def markdown(run):
         "",
         "Columns: **QPS** at saturation (median over rounds) and its ratio to unbound measured in the "
         "same round (**×unbound**, in lookups/s for E); **CPU µs/q**: server CPU time per query "
-        "(/proc/PID/stat) at a fixed unsaturated rate (shown per scenario), and its ratio; "
+        "at a fixed unsaturated rate (shown per scenario) "
+        "(threads' schedstat ns plus reaped children's ticks from /proc/PID/stat), and its ratio; "
         "**p99 ms @50%**: p99 latency at half of unbound's saturated rate of that round, and its ratio; "
         "**lost**: share of queries unanswered at saturation.",
         "",
@@ -107,7 +108,7 @@ def markdown(run):
             qps = fmt(s["qps"])
             if row["qpl"] != 1 or scen["key"] == "E":
                 qps += " (%s lookups/s)" % (fmt(s["lookups"]),)
-                notes.append("%d queries per lookup" % (row["qpl"],))
+                notes.append("%d quer%s per lookup" % (row["qpl"], "y" if row["qpl"] == 1 else "ies"))
             lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 label, row["name"], qps, fmt(s["qps_x"], 2, "×"), fmt(s["cpu_us"], 1),
                 fmt(s["cpu_x"], 2, "×"), fmt(s["p99_ms"], 2), fmt(s["p99_x"], 2, "×"),
