@@ -331,12 +331,10 @@ class ResolvConfWatch(unittest.TestCase):
         b = yield start_dnsmasq(self, [("192.0.2.2", "r.a.test")])
         directory = os.path.dirname(write_corefile(self, "", name="placeholder"))
         path = os.path.join(directory, "resolv.conf")
-        rec1 = RecordingUDPServer("192.0.2.1")
-        # resolv.conf entries use port 53; route them through distinct loopback addresses
-        # is not possible without root services, so the file holds [IP]:PORT forms dnsmasq-style.
+        # Real resolv.conf lines carry no port; ours also reads [IP]:PORT, which lets the
+        # test point at dnsmasq on a free port.
         with open(path, "w") as f:
             f.write("nameserver [127.0.0.1]:%d\n" % a.port)
-        del rec1
         _, port = start_server(self, block([path]))
         reply = yield query(port, "r.a.test.", "A")
         self.assertEqual(rrset_values(reply), ["192.0.2.1"])

@@ -186,21 +186,17 @@ def parse_one(args):
                 continue
             cfg.files.append(got)
             try:
-                specs = read_resolv_conf(got)
+                got = read_resolv_conf(got)
             except OSError as e:
                 raise args.error("cannot read %s: %s" % (got, e.strerror))
-            if not specs:
-                continue  # a file may be empty now and filled later; checked below
-        for spec in (got if not isinstance(got, str) else []):
+        for spec in got:
             if spec.key not in seen:
                 seen.add(spec.key)
                 cfg.to.append(spec)
     for sub in args.block():
         _option(cfg, sub)
-    if not cfg.to and not any(read_resolv_conf(p) for p in cfg.files):
+    if not cfg.to:
         raise args.error("no valid upstream addresses found")
-    if cfg.tls_servername and not cfg.has_tls():
-        pass  # CoreDNS accepts it silently
     return cfg
 
 
@@ -273,8 +269,6 @@ def _option(cfg, sub):
         cfg.failfast = True
     else:
         raise sub.unknown()
-    if cfg.force_tcp and cfg.prefer_udp and name in ("force_tcp", "prefer_udp"):
-        pass  # CoreDNS: force_tcp wins
 
 
 def parse(directives):
