@@ -561,11 +561,10 @@ class KubernetesResolver(object):
     def _find_services(self, namespace, name, endpoint, port, protocol):
         if not name:
             return []
-        skey = namespace.lower() + "/" + name.lower()
-        svc = self.store.services.get(skey)
+        svc = self.store.service(namespace.lower(), name.lower())
         if svc is None:
             raise _NAME_ERROR
-        slices = self.store.slices_of(skey)
+        slices = self.store.slices_of(svc.namespace, svc.name)
         if self.ignore_empty and not svc.is_external and not svc.headless:
             if not any(self._serving(ep, svc) for s in slices for ep in s.endpoints):
                 raise _NAME_ERROR
@@ -612,8 +611,7 @@ class KubernetesResolver(object):
         """PTR targets for C{ip}: its service (ClusterIP) or its ready endpoints."""
         store = self.store
         primary = self.primary
-        for key in store.services_by_cluster_ip(ip):
-            svc = store.services[key]
+        for svc in store.services_by_cluster_ip(ip):
             if self.namespaces and not self._exposed(svc.namespace):
                 continue
             return [_join(("%s.%s.svc" % (svc.name, svc.namespace)).encode("latin-1"), primary)]
@@ -623,7 +621,7 @@ class KubernetesResolver(object):
                 continue
             if self.namespaces and not self._exposed(s.namespace):
                 continue
-            svc = store.services.get(s.service_key)
+            svc = store.service(s.namespace, s.service)
             for ep in s.endpoints:
                 if not self._serving(ep, svc):
                     continue
@@ -640,7 +638,7 @@ class KubernetesResolver(object):
         found = False
         for lip in self.local_ips:
             for s in store.slices_by_ip(lip):
-                svc_for = store.services.get(s.service_key) if s.service is not None else None
+                svc_for = store.service(s.namespace, s.service) if s.service is not None else None
                 if not any(lip in ep.addresses and self._serving(ep, svc_for) for ep in s.endpoints):
                     continue
                 found = True

@@ -8,6 +8,12 @@ thread only, so the indexes need no locks and a query always sees one
 consistent state.  After every change the subscribers (the cache plugin)
 get the names whose answers may have changed, so cached cluster answers are
 dropped the moment an event lands.
+
+Memory is the constraint (10,000 Services with their EndpointSlices plus
+50,000 Pods within CoreDNS's 114 MB): tables are nested per namespace so
+that no "namespace/name" key strings are kept, and the IP indexes hold the
+record itself - or a tuple of records in the rare case of several - rather
+than a dict per address.
 """
 
 from twisted.logger import Logger
@@ -30,6 +36,102 @@ def dashed_ip(ip):
     return label
 
 
+# -- multi-valued index entries: a record, or a tuple of records ----------------
+
+def _add(index, key, record):
+    found = index.get(key)
+    if found is None:
+        index[key] = record
+    elif isinstance(found, tuple):
+        if not any(r is record for r in found):
+            index[key] = found + (record,)
+    elif found is not record:
+        index[key] = (found, record)
+
+
+def _discard(index, key, record):
+    found = index.get(key)
+    if found is None:
+        return
+    if isinstance(found, tuple):
+        rest = tuple(r for r in found if r is not record)
+        if not rest:
+            del index[key]
+        else:
+            index[key] = rest[0] if len(rest) == 1 else rest
+    elif found is record:
+        del index[key]
+
+
+def _values(found):
+    if found is None:
+        return ()
+    if isinstance(found, tuple):
+        return found
+    return (found,)
+
+
+class Table(object):
+    """
+    Records of one namespaced kind, C{{namespace: {name: record}}}, seen as
+    a read-only mapping keyed C{"namespace/name"} (the records' C{.key}).
+    """
+
+    __slots__ = ("by_ns",)
+
+    def __init__(self):
+        self.by_ns = {}
+
+    def lookup(self, namespace, name):
+        group = self.by_ns.get(namespace)
+        return None if group is None else group.get(name)
+
+    def put(self, record):
+        self.by_ns.setdefault(record.namespace, {})[record.name] = record
+
+    def pop(self, namespace, name):
+        group = self.by_ns.get(namespace)
+        if group is None:
+            return None
+        record = group.pop(name, None)
+        if not group:
+            del self.by_ns[namespace]
+        return record
+
+    def get(self, key, default=None):
+        namespace, _, name = key.partition("/")
+        record = self.lookup(namespace, name)
+        return default if record is None else record
+
+    def __getitem__(self, key):
+        record = self.get(key)
+        if record is None:
+            raise KeyError(key)
+        return record
+
+    def __contains__(self, key):
+        return self.get(key) is not None
+
+    def __iter__(self):
+        for namespace, group in self.by_ns.items():
+            for name in group:
+                yield namespace + "/" + name
+
+    def __len__(self):
+        return sum(len(g) for g in self.by_ns.values())
+
+    def values(self):
+        for group in self.by_ns.values():
+            for record in group.values():
+                yield record
+
+    def keys(self):
+        return list(self)
+
+    def items(self):
+        return [(r.key, r) for r in self.values()]
+
+
 class Store(object):
     """
     Namespaces, Services, EndpointSlices and Pods, indexed for DNS.
@@ -38,20 +140,22 @@ class Store(object):
     @ivar zones: forward zones (normalised bytes) used to name changes for
         subscribers; the resolver sets them.
     @ivar modified: reactor time of the last change (the SOA serial).
+    @ivar namespaces: C{{name: Namespace}}.
+    @ivar services, slices, pods: L{Table}s (mappings keyed C{"ns/name"}).
     """
 
     def __init__(self, reactor, kinds=DEFAULT_KINDS, zones=()):
         self.reactor = reactor
         self.kinds = tuple(kinds)
         self.zones = tuple(zones)
-        self.namespaces = {}        # name -> Namespace
-        self.services = {}          # "ns/name" -> Service
-        self.slices = {}            # "ns/name" -> EndpointSlice
-        self.pods = {}              # "ns/name" -> Pod
-        self.service_slices = {}    # service key -> {slice key: EndpointSlice}
-        self.cluster_ips = {}       # ip -> [service key, ...]
-        self.endpoint_ips = {}      # ip -> {slice key: None}
-        self.pod_ips = {}           # ip -> {pod key: None}
+        self.namespaces = {}
+        self.services = Table()
+        self.slices = Table()
+        self.pods = Table()
+        self.service_slices = {}    # (namespace, service) -> slice | (slice, ...)
+        self.cluster_ips = {}       # ip -> Service | (Service, ...)
+        self.endpoint_ips = {}      # ip -> EndpointSlice | (EndpointSlice, ...)
+        self.pod_ips = {}           # ip -> Pod | (Pod, ...)
         self._synced = set()
         self._subscribers = []
         self.modified = int(reactor.seconds())
@@ -76,40 +180,47 @@ class Store(object):
 
     # -- queries ------------------------------------------------------------
 
-    def slices_of(self, service_key):
+    def service(self, namespace, name):
+        return self.services.lookup(namespace, name)
+
+    def slices_of(self, namespace, service):
         """The EndpointSlices of a service (possibly several, e.g. one per family)."""
-        found = self.service_slices.get(service_key)
-        return list(found.values()) if found else []
+        return _values(self.service_slices.get((namespace, service)))
 
     def services_by_cluster_ip(self, ip):
-        return self.cluster_ips.get(ip, ())
+        return _values(self.cluster_ips.get(ip))
 
     def slices_by_ip(self, ip):
-        found = self.endpoint_ips.get(ip)
-        return [self.slices[k] for k in found] if found else []
+        return _values(self.endpoint_ips.get(ip))
 
     def pods_by_ip(self, ip):
-        found = self.pod_ips.get(ip)
-        return [self.pods[k] for k in found] if found else []
+        return _values(self.pod_ips.get(ip))
 
     def pod_namespace(self, ip):
         """The namespace of a pod with address C{ip} (autopath C{pods verified}), or C{None}."""
-        found = self.pod_ips.get(ip)
-        if not found:
-            return None
-        return self.pods[next(iter(found))].namespace
+        found = _values(self.pod_ips.get(ip))
+        return found[0].namespace if found else None
 
     # -- updates ------------------------------------------------------------
 
-    def _table(self, kind):
+    def _lookup(self, kind, record):
         if kind == "namespaces":
-            return self.namespaces
+            return self.namespaces.get(record.name)
+        return self._table(kind).lookup(record.namespace, record.name)
+
+    def table(self, kind):
+        """The records of C{kind} as a mapping keyed like their C{.key}."""
+        return self._table(kind)
+
+    def _table(self, kind):
         if kind == "services":
             return self.services
         if kind == "endpointslices":
             return self.slices
         if kind == "pods":
             return self.pods
+        if kind == "namespaces":
+            return self.namespaces
         raise ValueError("unknown kind %r" % (kind,))
 
     def replace(self, kind, records):
@@ -117,24 +228,24 @@ class Store(object):
         Store a full LIST result of C{kind}: objects missing from it are
         removed.  Marks C{kind} synced.
         """
-        table = self._table(kind)
+        self._table(kind)
         names = []
         fresh = {}
         for record in records:
             if record is not None:
-                fresh[record.key] = record
-        # A terminating pod listed again keeps its last state (see objects.Pod).
-        keep = {k for k, r in fresh.items() if getattr(r, "terminating", False) and k in table}
-        for key in [k for k in table if k not in fresh and k not in keep]:
-            names.extend(self._remove(kind, table, key))
-        for key, record in fresh.items():
-            old = table.get(key)
+                fresh[(getattr(record, "namespace", None), record.name)] = record
+        current = list(self._table(kind).values())
+        for old in current:
+            if (getattr(old, "namespace", None), old.name) not in fresh:
+                names.extend(self._remove(kind, old))
+        for record in fresh.values():
+            old = self._lookup(kind, record)
             if getattr(record, "terminating", False):
-                continue  # CoreDNS skips terminating pods on add/update
-            if old is None or old != record:
-                names.extend(self._put(kind, table, record, old))
-            else:
-                table[key] = record  # same content, newer resourceVersion
+                continue  # CoreDNS skips terminating pods on add/update: the last state stays
+            if old is not None and old == record:
+                old.resource_version = record.resource_version
+                continue
+            names.extend(self._put(kind, record, old))
         first = kind not in self._synced
         self._synced.add(kind)
         if names or first:
@@ -146,20 +257,19 @@ class Store(object):
             return
         if event_type not in EVENTS:
             raise ValueError("unknown event type %r" % (event_type,))
-        table = self._table(kind)
-        key = record.key
-        old = table.get(key)
+        self._table(kind)
+        old = self._lookup(kind, record)
         if event_type == "DELETED":
             if old is None:
                 return
-            names = self._remove(kind, table, key)
+            names = self._remove(kind, old)
         else:
             if getattr(record, "terminating", False):
                 return  # CoreDNS skips terminating pods on add/update
             if old is not None and old == record:
-                table[key] = record
+                old.resource_version = record.resource_version
                 return
-            names = self._put(kind, table, record, old)
+            names = self._put(kind, record, old)
         self._changed(names)
 
     def _changed(self, names):
@@ -173,56 +283,52 @@ class Store(object):
             except Exception:
                 log.failure("kubernetes store subscriber failed")
 
-    def _remove(self, kind, table, key):
-        old = table.pop(key)
+    def _remove(self, kind, old):
+        if kind == "namespaces":
+            del self.namespaces[old.name]
+        else:
+            self._table(kind).pop(old.namespace, old.name)
         self._unindex(kind, old)
         return self._names(kind, old)
 
-    def _put(self, kind, table, record, old):
+    def _put(self, kind, record, old):
         names = []
         if old is not None:
             self._unindex(kind, old)
             names.extend(self._names(kind, old))
-        table[record.key] = record
+        if kind == "namespaces":
+            self.namespaces[record.name] = record
+        else:
+            self._table(kind).put(record)
         self._index(kind, record)
         names.extend(self._names(kind, record))
         return names
 
     def _index(self, kind, record):
-        key = record.key
         if kind == "services":
             for ip in record.cluster_ips:
-                self.cluster_ips.setdefault(ip, []).append(key)
+                _add(self.cluster_ips, ip, record)
         elif kind == "endpointslices":
             if record.service is not None:
-                self.service_slices.setdefault(record.service_key, {})[key] = record
+                _add(self.service_slices, (record.namespace, record.service), record)
             for ip in record.addresses():
-                self.endpoint_ips.setdefault(ip, {})[key] = None
+                _add(self.endpoint_ips, ip, record)
         elif kind == "pods":
             if record.ip is not None:
-                self.pod_ips.setdefault(record.ip, {})[key] = None
+                _add(self.pod_ips, record.ip, record)
 
     def _unindex(self, kind, record):
-        key = record.key
         if kind == "services":
             for ip in record.cluster_ips:
-                keys = self.cluster_ips.get(ip)
-                if keys and key in keys:
-                    keys.remove(key)
-                    if not keys:
-                        del self.cluster_ips[ip]
+                _discard(self.cluster_ips, ip, record)
         elif kind == "endpointslices":
             if record.service is not None:
-                group = self.service_slices.get(record.service_key)
-                if group is not None:
-                    group.pop(key, None)
-                    if not group:
-                        del self.service_slices[record.service_key]
+                _discard(self.service_slices, (record.namespace, record.service), record)
             for ip in record.addresses():
-                _drop(self.endpoint_ips, ip, key)
+                _discard(self.endpoint_ips, ip, record)
         elif kind == "pods":
             if record.ip is not None:
-                _drop(self.pod_ips, record.ip, key)
+                _discard(self.pod_ips, record.ip, record)
 
     def _names(self, kind, record):
         """Normalised names whose answers depend on C{record}."""
@@ -251,12 +357,4 @@ class Store(object):
         return [base + b"." + zone for zone in self.zones]
 
 
-def _drop(index, ip, key):
-    keys = index.get(ip)
-    if keys is not None:
-        keys.pop(key, None)
-        if not keys:
-            del index[ip]
-
-
-__all__ = ["Store", "KINDS", "DEFAULT_KINDS", "EVENTS", "dashed_ip"]
+__all__ = ["Store", "Table", "KINDS", "DEFAULT_KINDS", "EVENTS", "dashed_ip"]
