@@ -169,9 +169,21 @@ class AutopathKubernetesTests(unittest.TestCase):
                                   " kubernetes cluster.local {\n  pods verified\n  manifests %s\n }\n}\n" % (path,))
 
     @defer.inlineCallbacks
+    def synced(self, service):
+        """Wait (bounded) for the manifests to be loaded: the pod map is empty until then."""
+        from twisted.internet import reactor, task
+        kubernetes = service.generation.blocks[0].plugins["kubernetes"]
+        for _ in range(200):
+            if kubernetes.ready():
+                return
+            yield task.deferLater(reactor, 0.01, lambda: None)
+        self.fail("kubernetes store never synced")
+
+    @defer.inlineCallbacks
     def test_podNamespaceSearchPath(self):
         """A pod in C{default} asking C{myapp.kube-system.default.svc.cluster.local} gets the kube-system Service via a CNAME."""
-        _, port = self.start("127.0.0.1")
+        service, port = self.start("127.0.0.1")
+        yield self.synced(service)
         reply = yield query(port, "myapp.kube-system.default.svc.cluster.local", "A")
         self.assertEqual(answers(reply), [
             ("myapp.kube-system.default.svc.cluster.local.", "CNAME", "myapp.kube-system.svc.cluster.local."),
@@ -180,6 +192,7 @@ class AutopathKubernetesTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_unknownClientNotWalked(self):
         """A client whose address is no known pod gets no autopath (plain NXDOMAIN)."""
-        _, port = self.start("10.244.0.9")
+        service, port = self.start("10.244.0.9")
+        yield self.synced(service)
         reply = yield query(port, "myapp.kube-system.default.svc.cluster.local", "A")
         self.assertEqual((reply.rcode(), reply.answer), (3, []))
