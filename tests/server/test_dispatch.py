@@ -248,3 +248,66 @@ class TruncationTests(ServerTestCase):
             self.assertFalse(reply.flags & dns.flags.TC)
             self.assertEqual(rrset_values(reply), sorted("10.0.1.%d" % i for i in range(1, BIG + 1)))
         return query(self.port, "big.example.org.", tcp=True, use_edns=0, payload=512).addCallback(check)
+
+
+class Block(object):
+    """A server block stand-in: just a root resolver (the dispatcher reads root and any_class)."""
+
+    any_class = False
+
+    def __init__(self, root):
+        self.root = root
+
+
+class Resolver(object):
+    def __init__(self, outcome):
+        self.outcome = outcome
+
+    def query(self, query, timeout=None):
+        if isinstance(self.outcome, BaseException):
+            raise self.outcome
+        return self.outcome
+
+
+class DispatcherUnitTests(unittest.SynchronousTestCase):
+    """Dispatcher.handle driven directly, for outcomes no Corefile plugin produces on demand."""
+
+    def dispatcher(self, outcome):
+        from twisted_kdns.server.dispatch import Dispatcher
+        routes = {b"example.org": Block(Resolver(outcome))}
+        return Dispatcher(lambda: routes, "dns://:53", ("127.0.0.1", 53))
+
+    def test_pluginBug(self):
+        """A plugin raising an unexpected exception gives SERVFAIL (no AA) and one logged failure."""
+        data = self.dispatcher(RuntimeError("bug")).handle(wire_query(qid=77), ("127.0.0.1", 5), "udp")
+        reply = dns.message.from_wire(data)
+        self.assertEqual((reply.id, reply.rcode()), (77, dns.rcode.SERVFAIL))
+        self.assertFalse(reply.flags & dns.flags.AA)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_drop(self):
+        """Drop sends nothing at all."""
+        from twisted_kdns.errors import Drop
+        self.assertIsNone(self.dispatcher(Drop()).handle(wire_query(), ("127.0.0.1", 5), "udp"))
+
+    def test_asyncAnswer(self):
+        """A Deferred that fires later gives a Deferred of the reply bytes."""
+        from twisted.internet import defer
+        from twisted_kdns.response import Response
+        pending = defer.Deferred()
+        d = self.dispatcher(pending).handle(wire_query(qid=5), ("127.0.0.1", 5), "tcp")
+        self.assertNoResult(d)
+        pending.callback(Response(rcode=dns.rcode.NXDOMAIN, aa=True))
+        reply = dns.message.from_wire(self.successResultOf(d))
+        self.assertEqual((reply.id, reply.rcode()), (5, dns.rcode.NXDOMAIN))
+        self.assertTrue(reply.flags & dns.flags.AA)
+
+    def test_twistedTuple(self):
+        """A Twisted (answers, authority, additional) tuple is NOERROR, AA from the records' auth."""
+        from twisted.internet import defer
+        from twisted.names import dns as tdns
+        rr = tdns.RRHeader(b"www.example.org", tdns.A, payload=tdns.Record_A("10.0.0.5"), auth=False)
+        data = self.dispatcher(defer.succeed(([rr], [], []))).handle(wire_query(), ("127.0.0.1", 5), "udp")
+        reply = dns.message.from_wire(data)
+        self.assertEqual(rrset_values(reply), ["10.0.0.5"])
+        self.assertFalse(reply.flags & dns.flags.AA)
