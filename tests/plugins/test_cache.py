@@ -211,8 +211,8 @@ class CacheBehaviourTests(unittest.SynchronousTestCase):
         self.assertEqual(metric("coredns_cache_drops_total", self.server), 1)
 
     def test_servfailCachedBriefly(self):
-        """SERVFAIL is cached for C{servfail} (5 s by default) and not at all with C{servfail 0}."""
-        self.upstream.answer = ServFail("upstream broke")
+        """A relayed SERVFAIL is cached for C{servfail} (5 s by default) and not at all with C{servfail 0}."""
+        self.upstream.answer = ServFail()
         cache = self.cache()
         self.failureResultOf(self.ask(cache), ServFail)
         self.failureResultOf(self.ask(cache), ServFail)
@@ -224,6 +224,14 @@ class CacheBehaviourTests(unittest.SynchronousTestCase):
         self.failureResultOf(self.ask(off), ServFail)
         self.failureResultOf(self.ask(off), ServFail)
         self.assertEqual(len(self.upstream.asked), 4)
+
+    def test_localFailureNotCached(self):
+        """A SERVFAIL carrying an error (upstream unreachable) is not cached: the next query tries again."""
+        self.upstream.answer = ServFail("plugin/forward: no healthy upstream")
+        cache = self.cache()
+        for _ in range(2):
+            self.failureResultOf(self.ask(cache), ServFail)
+        self.assertEqual((len(self.upstream.asked), len(cache.denial)), (2, 0))
 
     def test_servfailNeverShadowsPositive(self):
         """A SERVFAIL arriving while a positive entry is valid is not stored over it."""

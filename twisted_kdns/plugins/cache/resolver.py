@@ -173,6 +173,10 @@ class CacheResolver(Wrapper):
         response = settle(outcome)
         if response is None:
             return outcome
+        if isinstance(outcome, Failure) and outcome.value.reason:
+            # A local failure (upstream unreachable, no next plugin): CoreDNS
+            # caches only replies that were written, such as a relayed SERVFAIL.
+            return outcome
         lifetime = self.store(kq, key, response, asked)
         if lifetime is None or self.config.keepttl:
             return outcome
