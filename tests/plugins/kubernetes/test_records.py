@@ -445,3 +445,24 @@ class TtlTests(ClusterMixin, unittest.TestCase):
         """ttl 0 is allowed and gives TTL 0 records."""
         self.start("  ttl 0")
         yield self.expect("svc1.ns1.svc." + Z, "A", NOERROR, ["svc1.ns1.svc.cluster.local. 0 A 10.0.0.1"])
+
+
+class ExternalNameUpstreamTests(ClusterMixin, unittest.TestCase):
+    """An out-of-zone ExternalName target is resolved by the plugins after kubernetes (forward)."""
+
+    def setUp(self):
+        from tests.helpers import start_server
+        _, upstream = start_server(self, ".:0 {\n bind 127.0.0.1\n hosts {\n"
+                                         "  192.0.2.10 ext.example.org\n  2001:db8::10 ext.example.org\n }\n}\n")
+        self.start(after=" forward . 127.0.0.1:%d\n" % (upstream,))
+
+    @defer.inlineCallbacks
+    def test_forwardedTarget(self):
+        """A/AAAA of an ExternalName give the CNAME followed by the upstream's records."""
+        reply = yield self.expect("ext.ns1.svc." + Z, "A", NOERROR)
+        self.assertEqual(texts(reply), ["ext.example.org. 3600 A 192.0.2.10",
+                                        "ext.ns1.svc.cluster.local. 5 CNAME ext.example.org."])
+        self.assertEqual(reply.answer[0].rdtype, 5)  # the CNAME comes first
+        reply = yield self.expect("ext.ns1.svc." + Z, "AAAA", NOERROR, tcp=True)
+        self.assertEqual(texts(reply), ["ext.example.org. 3600 AAAA 2001:db8::10",
+                                        "ext.ns1.svc.cluster.local. 5 CNAME ext.example.org."])
