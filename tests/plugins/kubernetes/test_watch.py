@@ -290,7 +290,7 @@ class LoopUnitTests(unittest.SynchronousTestCase):
     def test_selectors_and_filter(self):
         """The label selector is passed to the server; the namespace filter is applied to raw objects."""
         loop = self.loop()
-        self.assertEqual(loop.selectors, {"label_selector": "a=b"})
+        self.assertEqual(loop.selectors, {"labelSelector": "a=b"})
         self.assertTrue(loop.wanted({"metadata": {"namespace": "x"}}))
         self.assertFalse(loop.wanted({"metadata": {"namespace": "y"}}))
 

@@ -12,9 +12,11 @@ What a loop does (all blocking work, JSON parsing and conversion to slim
 records happens in the thread; the store is only touched on the reactor
 thread, through C{reactor.callFromThread}):
 
-  1. LIST the kind in pages (C{limit}/C{continue}) with C{_preload_content=False}
-     and parse the raw JSON ourselves: no model objects, so the same code runs
-     on client 22.6 (Debian) and 37 (pydantic), and memory stays small.
+  1. LIST the kind in pages (C{limit}/C{continue}) through the official
+     client's configured urllib3 pool with C{preload_content=False} (what
+     C{_preload_content=False} does in the generated methods, see L{Http})
+     and parse the raw JSON ourselves: no model objects, so the same code
+     runs on client 22.6 (Debian) and 37 (pydantic), and memory stays small.
      Hand the converted records over with C{store.replace(kind, records)}.
   2. WATCH from the list's resourceVersion with bookmarks, reading the
      chunked event lines ourselves.  resourceVersion is tracked from every
@@ -38,6 +40,7 @@ import random
 import socket
 import threading
 import time
+from urllib.parse import urlencode
 
 from twisted.application import service
 from twisted.logger import Logger
@@ -46,17 +49,68 @@ from twisted_kdns.plugins.kubernetes import metrics
 
 log = Logger(namespace="kdns.plugins.kubernetes")
 
-#: kind -> (API class name, list method name, uses the label selector, field selector)
+#: kind -> (collection path, config attribute holding its label selector, field selector)
 KINDS = {
-    "namespaces": ("CoreV1Api", "list_namespace", "namespace_labels", None),
-    "services": ("CoreV1Api", "list_service_for_all_namespaces", "labels", None),
-    "endpointslices": ("DiscoveryV1Api", "list_endpoint_slice_for_all_namespaces", "labels", None),
-    "pods": ("CoreV1Api", "list_pod_for_all_namespaces", "labels",
+    "namespaces": ("/api/v1/namespaces", "namespace_labels", None),
+    "services": ("/api/v1/services", "labels", None),
+    "endpointslices": ("/apis/discovery.k8s.io/v1/endpointslices", "labels", None),
+    "pods": ("/api/v1/pods", "labels",
              "status.phase!=Succeeded,status.phase!=Failed,status.phase!=Unknown"),
 }
 
 TRIGGER_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+class HttpError(Exception):
+    """A non-2xx answer from the API server."""
+
+    def __init__(self, status, reason, body=b""):
+        Exception.__init__(self, "HTTP %s %s" % (status, reason))
+        self.status = status
+        self.reason = reason
+        self.body = body
+
+
+class Http(object):
+    """
+    GET requests through the official client's HTTP layer: the urllib3 pool
+    its C{RESTClientObject} built from the configuration (TLS, CA, proxy)
+    and the headers of its C{auth_settings()} (which runs the token
+    refresh hook first).
+
+    Why not the generated C{CoreV1Api.list_*} methods: on client 37 the
+    first call of each builds pydantic validators worth ~20 MB of memory
+    for arguments we pass as plain strings anyway, and the two versions'
+    C{call_api} signatures differ.  The collection paths and query
+    parameters are the stable API.
+    """
+
+    def __init__(self, api_client):
+        import urllib3
+        self._urllib3 = urllib3
+        self.configuration = api_client.configuration
+        self.pool = api_client.rest_client.pool_manager
+        self.host = self.configuration.host.rstrip("/")
+        self.user_agent = api_client.user_agent
+
+    def get(self, path, query, timeout):
+        headers = {"Accept": "application/json", "User-Agent": self.user_agent}
+        for auth in self.configuration.auth_settings().values():
+            if auth.get("in") == "header" and auth.get("value"):
+                headers[auth["key"]] = auth["value"]
+        url = self.host + path
+        if query:
+            url += "?" + urlencode(sorted(query.items()))
+        resp = self.pool.request("GET", url, headers=headers, preload_content=False,
+                                 timeout=self._urllib3.Timeout(connect=timeout[0], read=timeout[1]))
+        if not 200 <= resp.status <= 299:
+            try:
+                body = resp.data
+            finally:
+                resp.release_conn()
+            raise HttpError(resp.status, resp.reason, body)
+        return resp
 
 
 class Gone(Exception):
@@ -230,16 +284,14 @@ class KindLoop(object):
         self.failures = 0
         self.response = None
         self.thread = None
-        api_class, method, selector_attr, field_selector = KINDS[kind]
-        self.api_class = api_class
-        self.method = method
+        self.path, selector_attr, field_selector = KINDS[kind]
         config = source.config
         self.selectors = {}
         label_selector = getattr(config, selector_attr, None)
         if label_selector:
-            self.selectors["label_selector"] = label_selector
+            self.selectors["labelSelector"] = label_selector
         if field_selector:
-            self.selectors["field_selector"] = field_selector
+            self.selectors["fieldSelector"] = field_selector
         namespaces = getattr(config, "namespaces", None)
         self.namespaces = frozenset(namespaces) if namespaces else None
 
@@ -286,26 +338,20 @@ class KindLoop(object):
     # -- the loop -----------------------------------------------------------
 
     def run(self):
-        from kubernetes import client as kclient
-        from kubernetes.client.exceptions import ApiException
-
         convert = self.source.convert or _converter()
-        fn = None
+        http = None
         reason = "initial"
-        host = "?"
         while not self.stop.is_set():
             try:
-                if fn is None:
-                    api = self.source.client_factory()
-                    host = api.configuration.host
-                    fn = getattr(getattr(kclient, self.api_class)(api), self.method)
+                if http is None:
+                    http = Http(self.source.client_factory())
                 if self.rv is None:
                     metrics.RELISTS.labels(self.kind, reason).inc()
-                    self.list(fn, convert, host)
+                    self.list(http, convert)
                     if self.failures:
                         self._log("info", "kubernetes {kind}: API reachable again, re-listed")
                     self.failures = 0
-                self.watch(fn, convert, host)
+                self.watch(http, convert)
                 metrics.WATCH_RESTARTS.labels(self.kind, "expired").inc()
             except Gone:
                 self.rv = None
@@ -316,7 +362,7 @@ class KindLoop(object):
             except Exception as e:
                 if self.stop.is_set():
                     return
-                status = getattr(e, "status", None) if isinstance(e, ApiException) else None
+                status = e.status if isinstance(e, HttpError) else None
                 code = str(status) if status else "connection"
                 if isinstance(e, WatchError):
                     code = str(e.code)
@@ -341,28 +387,27 @@ class KindLoop(object):
                 self._log("warn", "kubernetes {kind}: {error}; retrying in {delay:.2f}s "
                                   "(serving the last known data)",
                           error=_describe(e), delay=wait)
-                fn = None  # fresh client: re-reads kubeconfig/token, drops a broken pool
+                http = None  # fresh client: re-reads kubeconfig/token, drops a broken pool
                 if self.stop.wait(wait):
                     return
             finally:
                 self.response = None
                 metrics.CONNECTED.labels(self.kind).set(0)
 
-    def list(self, fn, convert, host):
+    def list(self, http, convert):
         """LIST every page; hand the records to the store in one call."""
         records = []
         extras = {}
         token = None
         started = time.time()
+        host = http.host
         while True:
-            kw = dict(self.selectors, limit=self.source.page_size,
-                      _preload_content=False,
-                      _request_timeout=(self.source.connect_timeout, 60))
+            query = dict(self.selectors, limit=str(self.source.page_size))
             if token:
-                kw["_continue"] = token
+                query["continue"] = token
             t0 = time.time()
             try:
-                resp = fn(**kw)
+                resp = http.get(self.path, query, (self.source.connect_timeout, 60))
             except Exception as e:
                 metrics.REST_REQUESTS.labels(str(getattr(e, "status", None) or "<error>"), "GET", host).inc()
                 raise
@@ -398,18 +443,21 @@ class KindLoop(object):
         self._log("debug", "kubernetes {kind}: listed {count} in {seconds:.3f}s at resourceVersion {rv}",
                   count=len(records), seconds=time.time() - started, rv=rv)
 
-    def watch(self, fn, convert, host):
+    def watch(self, http, convert):
         """One WATCH request; returns when the server ends it normally."""
-        timeout = int(self.source.watch_timeout * (1 + self.source.rand()))
-        resp = fn(watch=True, resource_version=self.rv, allow_watch_bookmarks=True,
-                  timeout_seconds=max(1, timeout), _preload_content=False,
-                  _request_timeout=(self.source.connect_timeout, timeout + 30), **self.selectors)
+        timeout = max(1, int(self.source.watch_timeout * (1 + self.source.rand())))
+        query = dict(self.selectors, watch="true", resourceVersion=self.rv, allowWatchBookmarks="true",
+                     timeoutSeconds=str(timeout))
+        try:
+            resp = http.get(self.path, query, (self.source.connect_timeout, timeout + 30))
+        except Exception as e:
+            metrics.REST_REQUESTS.labels(str(getattr(e, "status", None) or "<error>"), "GET", http.host).inc()
+            raise
         self.response = resp
-        metrics.REST_REQUESTS.labels(str(resp.status), "GET", host).inc()
+        metrics.REST_REQUESTS.labels(str(resp.status), "GET", http.host).inc()
         metrics.CONNECTED.labels(self.kind).set(1)
         if self.stop.is_set():
             return
-        kind = self.kind
         buf = b""
         try:
             for chunk in resp.stream(None, decode_content=True):
@@ -426,7 +474,6 @@ class KindLoop(object):
                 self._events([buf], convert)
         finally:
             resp.release_conn()
-        del kind
 
     def _events(self, lines, convert):
         batch = []
