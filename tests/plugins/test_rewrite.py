@@ -11,7 +11,6 @@ from tests.plugins.middleware_support import Upstream, a, build, cname, kquery, 
 from twisted_kdns import config
 from twisted_kdns.errors import ConfigErrors, NXDomain
 from twisted_kdns.plugins.rewrite import parse_options
-from twisted_kdns.query import Edns
 from twisted_kdns.response import Response
 
 HOSTS = """ hosts {

@@ -13,7 +13,6 @@ import ipaddress
 
 from prometheus_client import Counter
 from twisted.internet import defer
-from twisted.names import dns
 
 from twisted_kdns.errors import Drop, Refused
 from twisted_kdns.names import fqdn, match_zone

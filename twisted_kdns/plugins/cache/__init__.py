@@ -8,8 +8,6 @@ kubernetes plugin, cached answers for a cluster name are dropped the moment
 a watch event changes that name (CoreDNS serves them stale for the TTL).
 """
 
-from twisted.logger import Logger
-
 from twisted_kdns.names import is_subdomain
 from twisted_kdns.plugin import once
 from twisted_kdns.plugins.cache.resolver import CacheResolver
@@ -17,7 +15,6 @@ from twisted_kdns.plugins.cache.store import real_capacity
 
 KIND = "wrapper"
 ONCE = True
-log = Logger(namespace="kdns.plugins.cache")
 
 DEFAULT_CAPACITY = 10000
 MAX_SERVFAIL = 300.0

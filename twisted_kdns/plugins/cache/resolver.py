@@ -196,7 +196,7 @@ class CacheResolver(Wrapper):
         if kind == OTHER:
             return None
         if (kind == NOERROR and response.answers
-                and response.answers[0].name.name.lower().rstrip(b".") != kq.qname):
+                and not any(rr.name.name.lower().rstrip(b".") == kq.qname for rr in response.answers)):
             # The reply does not answer the question asked: CoreDNS drops it.
             DROPS.labels(kq.server, self.zones_label, self.view).inc()
             return None
