@@ -1,6 +1,9 @@
 """loadbalance: round_robin shuffling over real sockets, section ordering, prefer, copies."""
 
+import os
 import random
+import shutil
+import tempfile
 
 from twisted.internet import defer
 from twisted.names import dns
@@ -87,10 +90,77 @@ class LoadbalanceOrderTests(unittest.SynchronousTestCase):
         self.failureResultOf(lb.query(kquery("nope.example.org")), NXDomain)
 
     def test_parseErrors(self):
-        """weighted is reported unsupported; bad CIDRs and unknown policies are errors with file:line."""
-        for body, text in [("loadbalance weighted /etc/w", "weighted policy is not supported"),
+        """Bad CIDRs, unknown policies, a missing weight file argument and misplaced reload are errors with file:line."""
+        for body, text in [("loadbalance weighted", "missing weight file argument"),
                            ("loadbalance sideways", "unknown policy: sideways"),
+                           ("loadbalance round_robin {\n  reload 10s\n }", "only to the weighted policy"),
                            ("loadbalance {\n  prefer 10.0.0/33\n }", "invalid CIDR")]:
             e = self.assertRaises(ConfigErrors, config.load, text=".:53 {\n %s\n whoami\n}\n" % body)
             self.assertIn("plugin/loadbalance: Corefile:", str(e))
             self.assertIn(text, str(e))
+
+
+class WeightedTests(unittest.TestCase):
+    def weight_file(self, text):
+        directory = tempfile.mkdtemp(prefix="kdns-lb-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "weights")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    @defer.inlineCallbacks
+    def test_weightedFirstAddress(self):
+        """C{weighted}: the heavy address comes first in almost every answer; the others keep their order."""
+        path = self.weight_file("# weights\nlb.example.org\n10.0.0.1 1\n10.0.0.5 255\n")
+        _, port = start_server(self, ".:0 {\n bind 127.0.0.1\n loadbalance weighted %s\n hosts {\n%s\n }\n}\n" % (path, HOSTS))
+        firsts = []
+        for _ in range(30):
+            reply = yield query(port, "lb.example.org", "A")
+            ips = answer_ips(reply)
+            self.assertEqual(sorted(ips), sorted(IPS))
+            firsts.append(ips[0])
+        self.assertGreaterEqual(firsts.count("10.0.0.5"), 25)
+
+    def test_weightRatioConverges(self):
+        """Weights 3:1:2 give first-place shares near 1/2, 1/6, 1/3; unknown addresses weigh 1."""
+        from twisted_kdns.plugins.loadbalance import Weights
+        path = self.weight_file("www.example.org\n100.64.1.1 3\n100.64.1.2 1\n100.64.1.3 2\n")
+        weights = Weights(path)
+        weights.load()
+        lb = LoadbalanceResolver(config.load(text=".:53 {\n loadbalance\n whoami\n}\n").blocks[0].configs["loadbalance"],
+                                 None, random.Random(1), weights=weights)
+        records = [a(b"www.example.org", "100.64.1.%d" % i) for i in (1, 2, 3)]
+        counts = {}
+        for _ in range(6000):
+            first = lb.weighted(records)[0].payload.dottedQuad()
+            counts[first] = counts.get(first, 0) + 1
+        self.assertLess(abs(counts["100.64.1.1"] / 6000.0 - 0.5), 0.03)
+        self.assertLess(abs(counts["100.64.1.2"] / 6000.0 - 1 / 6.0), 0.03)
+        self.assertLess(abs(counts["100.64.1.3"] / 6000.0 - 1 / 3.0), 0.03)
+        self.assertEqual(weights.weight(a(b"other.example.org", "100.64.1.1")), 1)
+
+    def test_reloadPicksUpChanges(self):
+        """The weight file is re-read every C{reload} interval (Clock-driven) when its content changed."""
+        from twisted.internet.task import Clock
+        path = self.weight_file("www.example.org\n100.64.1.1 3\n")
+        clock = Clock()
+        generation = config.build(config.load(text=".:53 {\n loadbalance weighted %s {\n  reload 10s\n }\n whoami\n}\n" % path), clock)
+        for service in generation.options.services:
+            service.startService()
+            self.addCleanup(service.stopService)
+        weights = generation.blocks[0].plugins["loadbalance"].weights
+        self.assertEqual(weights.weight(a(b"www.example.org", "100.64.1.1")), 3)
+        with open(path, "w") as f:
+            f.write("www.example.org\n100.64.1.1 200\n")
+        clock.advance(10)
+        self.assertEqual(weights.weight(a(b"www.example.org", "100.64.1.1")), 200)
+
+    def test_badWeightFile(self):
+        """A malformed weight file is a setup error naming the weight file's line."""
+        from twisted.internet.task import Clock
+        path = self.weight_file("www.example.org\n100.64.1.1 0\n")
+        e = self.assertRaises(Exception, config.build,
+                              config.load(text=".:53 {\n loadbalance weighted %s\n whoami\n}\n" % path), Clock())
+        self.assertIn("%s:2 - wrong weight value" % (path,), str(e))
+        self.assertIn("plugin/loadbalance: Corefile:2", str(e))
