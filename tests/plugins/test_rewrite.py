@@ -124,6 +124,36 @@ class RewriteOtherRuleTests(unittest.TestCase):
         self.assertEqual(reply.rcode(), 2)
 
 
+EXTERNAL = """apiVersion: v1
+kind: Service
+metadata: {name: ext, namespace: default}
+spec:
+  type: ExternalName
+  externalName: old.example.net
+"""
+
+
+class RewriteCnameSocketTests(unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_externalNameRetargeted(self):
+        """An ExternalName Service's CNAME is retargeted by C{rewrite cname} and the new target resolved by hosts."""
+        import os
+        import shutil
+        import tempfile
+        directory = tempfile.mkdtemp(prefix="kdns-rewrite-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "ext.yaml")
+        with open(path, "w") as f:
+            f.write(EXTERNAL)
+        _, port = start_server(self, ".:0 {\n bind 127.0.0.1\n rewrite cname exact old.example.net new.example.net\n"
+                                     " hosts {\n  10.7.0.1 new.example.net\n  fallthrough\n }\n"
+                                     " kubernetes cluster.local {\n  manifests %s\n }\n}\n" % (path,))
+        reply = yield query(port, "ext.default.svc.cluster.local", "A")
+        self.assertEqual(reply.rcode(), 0)
+        self.assertEqual(sorted((rrset.name.to_text(), rd.to_text()) for rrset in reply.answer for rd in rrset),
+                         [("ext.default.svc.cluster.local.", "new.example.net."), ("new.example.net.", "10.7.0.1")])
+
+
 class RewriteUnitTests(unittest.SynchronousTestCase):
     def test_classRule(self):
         """C{class CH IN}: the next plugin is asked class IN."""
@@ -174,6 +204,21 @@ class RewriteUnitTests(unittest.SynchronousTestCase):
         self.assertTrue(seen.edns.do)
         self.assertEqual(kq.edns.options, b"")
 
+    def test_cnameTargetRewrittenAndResolved(self):
+        """C{cname FROM TO}: the CNAME gets the new target, whose records replace the old target's."""
+        table = {(b"x.example.org", dns.A): [cname(b"x.example.org", b"old.example.net"), a(b"old.example.net", "192.0.2.1")],
+                 (b"new.example.net", dns.A): [a(b"new.example.net", "192.0.2.2")]}
+        from tests.plugins.middleware_support import by_name
+        upstream = Upstream(by_name(table))
+        rw = build(self, "rewrite", "rewrite cname suffix .example.net .example.net.cdn.test", upstream)
+        table[(b"old.example.net.cdn.test", dns.A)] = [a(b"old.example.net.cdn.test", "192.0.2.3")]
+        reply = self.successResultOf(rw.query(kquery("x.example.org")))
+        self.assertEqual([(rr.type, rr.name.name) for rr in reply.answers],
+                         [(dns.CNAME, b"x.example.org"), (dns.A, b"old.example.net.cdn.test")])
+        self.assertEqual(reply.answers[0].payload.name.name, b"old.example.net.cdn.test")
+        self.assertEqual([kq.qname for kq in upstream.asked], [b"x.example.org", b"old.example.net.cdn.test"])
+        self.assertEqual(table[(b"x.example.org", dns.A)][0].payload.name.name, b"old.example.net")
+
     def test_parseErrors(self):
         """Malformed rules are refused with file:line."""
         for body, text in [("rewrite name", "too few arguments"),
@@ -186,7 +231,7 @@ class RewriteUnitTests(unittest.SynchronousTestCase):
                            ("rewrite rcode a.example.org BOGUS NXDOMAIN", "invalid rcode"),
                            ("rewrite edns0 local set zz abc", "invalid EDNS0 local code"),
                            ("rewrite edns0 local set 0xffee {nope}", "unsupported variable"),
-                           ("rewrite cname a b", "not supported"),
+                           ("rewrite cname wild a b", "unknown cname rewrite type"),
                            ("rewrite bogus a b", "invalid rule type")]:
             e = self.assertRaises(ConfigErrors, config.load, text=".:53 {\n %s\n whoami\n}\n" % body)
             self.assertIn("plugin/rewrite: Corefile:2", str(e))

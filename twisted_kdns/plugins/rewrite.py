@@ -16,6 +16,7 @@ import ipaddress
 import re
 import struct
 
+from twisted.logger import Logger
 from twisted.names import dns
 
 from twisted_kdns.errors import ServFail
@@ -27,6 +28,7 @@ from twisted_kdns.query import Edns
 
 KIND = "wrapper"
 ONCE = False
+log = Logger(namespace="kdns.plugins.rewrite")
 MATCH_TYPES = ("exact", "prefix", "suffix", "substring", "regex")
 CLASSES = {"IN": dns.IN, "CH": dns.CH, "HS": dns.HS}
 MAX_REGEX = 10000
@@ -495,7 +497,73 @@ def encode_options(options):
     return b"".join(struct.pack("!HH", code, len(data)) + data for code, data in options)
 
 
-RULES = {"name": NameRule, "type": TypeRule, "class": ClassRule, "ttl": TtlRule,
+class CnameTarget(object):
+    """
+    The reply side of a C{cname} rule: a CNAME whose target matches gets the
+    new target, and the new target is resolved through the rest of the
+    chain with the same type; the answer becomes the CNAMEs plus the new
+    target's records (the old target's records are dropped), as CoreDNS does.
+    """
+
+    needs_lookup = True
+
+    def __init__(self, match, kq):
+        self.match = match
+        self.kq = kq
+
+    def resolve(self, response, next):
+        for rr in response.answers:
+            if rr.type != dns.CNAME:
+                continue
+            target = _text(rr.payload.name)
+            new = self.match.rewrite(target)
+            if new is None or new == target:
+                continue
+            if not valid_domain(new) or ".." in new:
+                log.warn("plugin/rewrite: invalid cname target after rewrite: {name}", name=new)
+                return as_deferred(response)
+            return self._lookup(response, target, new, next)
+        return as_deferred(response)
+
+    def _lookup(self, response, old, new, next):
+        ask = self.kq.derive(name=_bytes(new))
+        ask.hooks = ()
+
+        def done(outcome):
+            found = settle(outcome)
+            if found is None or found.rcode != dns.OK:
+                log.info("plugin/rewrite: lookup of rewritten cname target {name} failed", name=new)
+            cnames = []
+            for rr in response.answers:
+                if rr.type == dns.CNAME:
+                    if _text(rr.payload.name) == old:
+                        rr = copy_rr(rr, payload=dns.Record_CNAME(_bytes(new), rr.payload.ttl))
+                    cnames.append(rr)
+            extra = [rr for rr in (found.answers if found is not None else ()) if _text(rr.name) == new]
+            return response.replace(answers=cnames + extra)
+        return call_next(next, ask).addBoth(done)
+
+
+class CnameRule(object):
+    """C{cname [TYPE] FROM TO}: rewrite CNAME targets in the reply and resolve the new target."""
+
+    def __init__(self, mode, args):
+        self.mode = mode
+        if len(args) == 3 and args[0].lower() in MATCH_TYPES:
+            kind, source, target = args[0].lower(), args[1], args[2]
+        elif len(args) == 2:
+            kind, source, target = "exact", args[0], args[1]
+        elif len(args) == 3:
+            raise RuleError("unknown cname rewrite type: %s" % (args[0],))
+        else:
+            raise RuleError("too few (%d) arguments for a cname rule" % (len(args),))
+        self.match = NameMatch(kind, source, target)
+
+    def apply(self, kq, name):
+        return kq, [CnameTarget(self.match, kq)]
+
+
+RULES = {"name": NameRule, "cname": CnameRule, "type": TypeRule, "class": ClassRule, "ttl": TtlRule,
          "rcode": RcodeRule, "edns0": Edns0Rule}
 
 
@@ -511,8 +579,6 @@ def _rule(args, values):
     if not values:
         raise args.error("Wrong argument count or unexpected line ending after 'rewrite'")
     field = values[0].lower()
-    if field == "cname":
-        raise args.error("the cname rewrite is not supported by this version of kdns")
     cls = RULES.get(field)
     if cls is None:
         raise args.error("invalid rule type %r" % (values[0],))
@@ -561,9 +627,16 @@ class RewriteResolver(Wrapper):
         response = settle(outcome)
         if response is None:
             return outcome
-        for revert in reversed(reverts):
-            response = revert(response)
         reason = getattr(getattr(outcome, "value", None), "reason", "")
+        return self._revert(response, list(reversed(reverts)), reason)
+
+    def _revert(self, response, pending, reason):
+        while pending:
+            revert = pending.pop(0)
+            if getattr(revert, "needs_lookup", False):
+                d = revert.resolve(response, self.next)
+                return d.addCallback(self._revert, pending, reason)
+            response = revert(response)
         return deliver(response, reason)
 
 
