@@ -362,6 +362,35 @@ class CacheBehaviourTests(unittest.SynchronousTestCase):
         self.upstream.pending[0].callback(Response([a(b"www.example.org", "192.0.2.61", 60)]))
         self.assertEqual(values(self.answer(cache)), ["192.0.2.61"])
 
+    def test_failureRecheckRateLimitsRefreshes(self):
+        """C{FAILURE_RECHECK}: after a failed stale refresh, stale hits do not ask upstream again until it passed."""
+        cache = self.cache("cache {\n serve_stale 1h immediate 0 30s\n}")
+        self.answer(cache)
+        self.upstream.answer = ServFail()
+        self.clock.advance(121)
+        self.answer(cache)
+        self.assertEqual(len(self.upstream.asked), 2)
+        self.clock.advance(10)
+        self.answer(cache)
+        self.assertEqual(len(self.upstream.asked), 2)
+        self.clock.advance(20)
+        self.answer(cache)
+        self.assertEqual(len(self.upstream.asked), 3)
+
+    def test_preferPositive(self):
+        """C{serve_stale_policy prefer_positive}: a fresh positive entry wins over a cached negative one for the same key."""
+        cache = self.cache("cache {\n serve_stale 1h\n serve_stale_policy prefer_positive\n}")
+        self.answer(cache)
+        key = list(cache.success.items)[0]
+        negative = NXDomain(authority=[soa(b"example.org")]).response
+        cache.store(kquery("www.example.org", server=self.server), key, negative, self.clock.seconds())
+        self.assertEqual(len(cache.denial), 1)
+        self.assertEqual(values(self.answer(cache)), ["192.0.2.1", "192.0.2.2"])
+        plain = self.cache("cache {\n serve_stale 1h\n}")
+        self.answer(plain)
+        plain.store(kquery("www.example.org", server=self.server), key, negative, self.clock.seconds())
+        self.failureResultOf(self.ask(plain), NXDomain)
+
     def test_invalidate(self):
         """C{invalidate(names)} drops entries for those names and names under them, positive and negative."""
         cache = self.cache()
