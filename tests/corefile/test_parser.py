@@ -249,6 +249,14 @@ class ImportTests(unittest.SynchronousTestCase):
         cf = parse_file(path)
         self.assertEqual([b.zones for b in cf.blocks], [[b"a.example"], [b"b.example"]])
 
+    def test_snippetExpansionCap(self):
+        """Snippets that multiply each other are stopped by the expansion cap, not expanded forever."""
+        text = "(s0) {\n log\n}\n"
+        for i in range(1, 8):
+            text += "(s%d) {\n%s}\n" % (i, " import s%d\n" % (i - 1) * 10)
+        e = self.assertRaises(ConfigError, parse_text, text + ". {\n import s7\n}\n", "Corefile")
+        self.assertIn("too many snippet expansions", str(e))
+
     def test_importGlobTwoWildcards(self):
         """A glob with more than one wildcard is refused."""
         path = self.write("Corefile", "import */*.conf\n")

@@ -10,14 +10,18 @@ import glob
 import ipaddress
 import os
 
+from twisted.logger import Logger
+
 from twisted_kdns.corefile.lexer import Token, tokenize
 from twisted_kdns.errors import ConfigError
 from twisted_kdns.names import normalize, reverse_zones, valid_domain
 
+log = Logger(namespace="kdns.corefile")
 DEFAULT_PORT = 53
 SUPPORTED_SCHEMES = ("dns",)
 KNOWN_SCHEMES = {"dns": 53, "tls": 853, "quic": 853, "grpc": 443, "https": 443, "https3": 443}
 MAX_IMPORTS = 100000
+MAX_SNIPPET_EXPANSIONS = 10000
 
 
 class Directive(object):
@@ -172,6 +176,7 @@ class _Stream(object):
         self.files = files
         self.environ = environ
         self.imports = 0
+        self.expansions = 0
 
     def peek(self):
         tok = self._next(consume=False)
@@ -210,6 +215,12 @@ class _Stream(object):
             key = "snippet:" + pattern
             if key in tok.chain:
                 raise ConfigError("import cycle: snippet '%s' imports itself" % (pattern,), tok.file, tok.line)
+            self.expansions += 1
+            if self.expansions > MAX_SNIPPET_EXPANSIONS:
+                # a snippet imported many times by snippets imported many times
+                # grows exponentially without ever forming a cycle
+                raise ConfigError("too many snippet expansions (more than %d)" % (MAX_SNIPPET_EXPANSIONS,),
+                                  tok.file, tok.line)
             body = self.snippets[pattern]
             chain = tok.chain + (key,)
             spliced = [t.copy(chain) for t in body]
@@ -226,6 +237,8 @@ class _Stream(object):
                 raise ConfigError("Glob pattern may only contain one wildcard (*), but has others: %s"
                                   % (pattern,), tok.file, tok.line)
             matches = sorted(glob.glob(path))
+            if not matches:
+                log.warn("[WARNING] No files matching import glob pattern: {pattern}", pattern=pattern)
         else:
             if not os.path.isfile(path):
                 raise ConfigError("File to import not found: %s" % (pattern,), tok.file, tok.line)
