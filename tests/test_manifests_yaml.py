@@ -270,8 +270,7 @@ class RbacTests(unittest.SynchronousTestCase):
         plan = check_corefile(self, objects[("ConfigMap", "kdns")]["data"]["Corefile"])
         from twisted_kdns.plugins.kubernetes import watch
         kubernetes_config = plan.blocks[0].configs["kubernetes"]
-        groups = {"CoreV1Api": "", "DiscoveryV1Api": "discovery.k8s.io"}
-        wanted = sorted((groups[watch.KINDS[k][0]], k) for k in kubernetes_config.kinds())
+        wanted = sorted(api_resource(watch.KINDS[k], k) for k in kubernetes_config.kinds())
         granted = []
         for rule in objects[("ClusterRole", "system:kdns")]["rules"]:
             self.assertEqual(sorted(rule["verbs"]), ["list", "watch"])
@@ -287,6 +286,15 @@ class RbacTests(unittest.SynchronousTestCase):
                                               "name": "system:kdns"})
         self.assertEqual(binding["subjects"], [{"kind": "ServiceAccount", "name": "kdns",
                                                 "namespace": "kube-system"}])
+
+
+def api_resource(entry, kind):
+    """C{(API group, resource)} the watcher requests for one kind (from its collection path)."""
+    first = entry[0]
+    if first.startswith("/"):
+        parts = first.strip("/").split("/")  # api/v1/services or apis/GROUP/VERSION/RESOURCE
+        return ("" if parts[0] == "api" else parts[1]), parts[-1]
+    return {"CoreV1Api": "", "DiscoveryV1Api": "discovery.k8s.io"}[first], kind
 
 
 def free_ports(count):
