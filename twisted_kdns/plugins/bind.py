@@ -22,17 +22,67 @@ class BindConfig(object):
         self.addresses = addresses
 
 
+_RTM_NEWADDR, _RTM_GETADDR, _NLMSG_DONE, _NLMSG_ERROR = 20, 22, 3, 2
+_IFA_ADDRESS, _IFA_LOCAL = 1, 2
+
+
+def _netlink_ipv4(index):
+    """
+    Every IPv4 address of interface C{index} from an RTM_GETADDR dump
+    (secondary addresses included, which SIOCGIFADDR does not show).
+
+    @raise OSError: netlink is not available.
+    """
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    try:
+        s.settimeout(2)
+        s.send(struct.pack("=IHHII", 24, _RTM_GETADDR, 0x301, 1, 0)  # NLM_F_REQUEST | NLM_F_DUMP
+               + struct.pack("=BBBBI", socket.AF_INET, 0, 0, 0, 0))
+        found = []
+        while True:
+            data = s.recv(65536)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, kind = struct.unpack_from("=IH", data, offset)
+                if length < 16 or kind == _NLMSG_DONE:
+                    return found
+                if kind == _NLMSG_ERROR:
+                    raise OSError("netlink error")
+                if kind == _RTM_NEWADDR:
+                    family, _, _, _, ifindex = struct.unpack_from("=BBBBI", data, offset + 16)
+                    attrs, local, address = offset + 24, None, None
+                    while attrs + 4 <= offset + length:
+                        alen, atype = struct.unpack_from("=HH", data, attrs)
+                        if alen < 4:
+                            break
+                        if atype in (_IFA_LOCAL, _IFA_ADDRESS) and alen == 8:
+                            text = socket.inet_ntoa(data[attrs + 4:attrs + 8])
+                            if atype == _IFA_LOCAL:
+                                local = text
+                            else:
+                                address = text
+                        attrs += (alen + 3) & ~3
+                    if family == socket.AF_INET and ifindex == index and (local or address):
+                        found.append(local or address)
+                offset += (length + 3) & ~3
+    finally:
+        s.close()
+
+
 def interface_addresses(name):
     """IPv4 and IPv6 addresses of interface C{name} (empty when none or unknown)."""
     found = []
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        packed = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))  # SIOCGIFADDR
-        found.append(socket.inet_ntoa(packed[20:24]))
+        found.extend(_netlink_ipv4(socket.if_nametoindex(name)))
     except OSError:
-        pass
-    finally:
-        s.close()
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            packed = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))  # SIOCGIFADDR
+            found.append(socket.inet_ntoa(packed[20:24]))
+        except OSError:
+            pass
+        finally:
+            s.close()
     try:
         with open("/proc/net/if_inet6") as f:
             for line in f:
