@@ -58,7 +58,9 @@ class Entry(object):
     port and the name it lives at.
 
     @ivar host: canonical IP text, or a target name (C{str}) for CNAMEs.
-    @ivar rtype: C{dns.A}, C{dns.AAAA} or C{dns.CNAME}.
+    @ivar rtype: C{dns.A}, C{dns.AAAA} or C{dns.CNAME}; when not given,
+        C{host} is a canonical address from the store and its family is
+        told by the colon (no parsing on the query path).
     @ivar key: the owner name relative to the zone (C{bytes}), or C{None}
         for the question's own name.
     """
@@ -70,7 +72,7 @@ class Entry(object):
         self.port = port
         self.key = key
         if rtype is None:
-            rtype = host_type(host)
+            rtype = _AAAA if ":" in host else _A
         self.rtype = rtype
 
 
@@ -549,9 +551,10 @@ class KubernetesResolver(object):
             ip = podname.replace("-", ":")
         key = ("%s.%s.pod" % (podname, namespace)).encode("latin-1")
         if self.pods == "insecure":
-            if host_type(ip) == _CNAME:
+            rtype = host_type(ip)
+            if rtype == _CNAME:
                 raise _NAME_ERROR
-            return [Entry(ip, 0, key)]
+            return [Entry(ip, 0, key, rtype)]
         found = [Entry(ip, 0, key) for p in self.store.pods_by_ip(ip)
                  if p.ip == ip and p.namespace == namespace.lower()]
         if not found:
@@ -661,10 +664,9 @@ class KubernetesResolver(object):
 
 
 def _v4(host):
-    ip = ipaddress.ip_address(host)
-    if ip.version == 6:
-        ip = ip.ipv4_mapped
-    return str(ip)
+    if ":" not in host:
+        return host
+    return str(ipaddress.ip_address(host).ipv4_mapped)  # ::ffff:a.b.c.d asked as a pod name
 
 
 class StartupGate(Service):
