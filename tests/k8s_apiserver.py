@@ -378,7 +378,9 @@ class FakeApiServer(object):
             for res, objs in self.objects.items():
                 for key, obj in list(objs.items()):
                     self.rv += 1
+                    obj = copy.deepcopy(obj)
                     obj["metadata"]["resourceVersion"] = str(self.rv)
+                    objs[key] = obj
             self.events = []
             self._snapshots.clear()
             self.compacted = self.rv
@@ -452,9 +454,12 @@ class FakeApiServer(object):
             elif sid is not None:
                 self._snapshots.pop(sid, None)
         _, version, kind, _, _ = RESOURCES[res]
-        body = {"kind": kind + "List", "apiVersion": version, "metadata": meta,
-                "items": [_strip(o) for o in page]}
-        return 200, body
+        head = json.dumps({"kind": kind + "List", "apiVersion": version, "metadata": meta},
+                          separators=(",", ":")).encode()
+        # Items are encoded once per object version and cached (a 50,000-Pod
+        # LIST would otherwise be bound by json.dumps in this process).
+        return 200, head[:-1] + b',"items":[' + b",".join(_encoded(o) for o in page) + b"]}"
+
 
     def _watch_setup(self, res, ns, query, connection):
         """Register a watcher and queue the replay; C{(watcher, None)} or C{(None, error event line)}."""
@@ -505,12 +510,22 @@ def _sort_key(item):
     return (ns or "", name)
 
 
-def _strip(obj):
-    """List items carry no kind/apiVersion, as in a real LIST."""
+_ENCODED = {}  # id(obj) -> (obj, bytes); objects are replaced, never mutated, once stored
+
+
+def _encoded(obj):
+    """A LIST item's JSON: no kind/apiVersion, as in a real LIST."""
+    hit = _ENCODED.get(id(obj))
+    if hit is not None and hit[0] is obj:
+        return hit[1]
     out = dict(obj)
     out.pop("kind", None)
     out.pop("apiVersion", None)
-    return out
+    data = json.dumps(out, separators=(",", ":")).encode()
+    if len(_ENCODED) > 200000:
+        _ENCODED.clear()
+    _ENCODED[id(obj)] = (obj, data)
+    return data
 
 
 def _event_line(event_type, obj):
@@ -525,7 +540,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _send_json(self, status, body):
-        data = json.dumps(body, separators=(",", ":")).encode()
+        data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
