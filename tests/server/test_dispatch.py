@@ -311,3 +311,21 @@ class DispatcherUnitTests(unittest.SynchronousTestCase):
         reply = dns.message.from_wire(data)
         self.assertEqual(rrset_values(reply), ["10.0.0.5"])
         self.assertFalse(reply.flags & dns.flags.AA)
+
+
+class DsRoutingTests(unittest.TestCase):
+    def test_dsGoesToParentBlock(self):
+        """A DS query for a zone's apex goes to the block serving the parent (CoreDNS routing);
+        other types go to the longest zone."""
+        # one listener (same address and port), two blocks: parent served by hosts, child by whoami
+        _, port = start_server(self, "sub.example.org:0 {\n bind 127.0.0.3\n whoami\n}\n"
+                                     "example.org:0 {\n bind 127.0.0.3\n hosts {\n  10.0.0.1 sub.example.org\n }\n}\n")
+
+        def check_ds(reply):
+            self.assertEqual(reply.rcode(), dns.rcode.NOERROR)
+            self.assertEqual(reply.additional, [])  # hosts' NODATA, not whoami
+        d = query(port, "sub.example.org.", "DS", host="127.0.0.3")
+        d.addCallback(check_ds)
+        d.addCallback(lambda _: query(port, "sub.example.org.", "A", host="127.0.0.3"))
+        d.addCallback(lambda reply: self.assertEqual(len(reply.additional), 2))  # whoami
+        return d

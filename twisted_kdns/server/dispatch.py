@@ -23,6 +23,23 @@ from twisted_kdns.response import Response, as_response
 from twisted_kdns.server import wire
 
 log = Logger(namespace="kdns.server")
+TYPE_DS = 43  # not among twisted.names.dns constants
+
+
+def _parent_zone(zone, zones):
+    """
+    For DS queries CoreDNS keeps walking up and uses the shortest matching
+    non-root zone: the DS record lives in the parent, which may be served
+    by another block of this listener.
+    """
+    best = zone
+    name = zone
+    while name:
+        dot = name.find(b".")
+        name = b"" if dot < 0 else name[dot + 1:]
+        if name and name in zones:
+            best = name
+    return best
 
 
 class Dispatcher(object):
@@ -83,6 +100,8 @@ class Dispatcher(object):
         zone = match_zone(qname, zones) if zones else None
         if zone is None:
             return self._bare(message, dns.EREFUSED, edns, limit)
+        if q.type == TYPE_DS and zone:
+            zone = _parent_zone(zone, zones)
         runtime = zones[zone]
         if runtime.root is None or (q.cls != dns.IN and not runtime.any_class):
             return self._bare(message, dns.EREFUSED, edns, limit)
