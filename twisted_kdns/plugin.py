@@ -95,7 +95,7 @@ class Args(object):
 
     def no_block(self):
         if self.d.block is not None:
-            raise self.error("plugin/%s takes no block" % (self.plugin,))
+            raise self.error("Unexpected token '{': %s takes no block" % (self.plugin,))
 
     def block(self):
         """Sub-directives as L{Args} (empty without a block)."""
