@@ -74,8 +74,8 @@ def healthcheck_failed(to):
     HC_FAILURES.labels(to).inc()
 
 
-def request_done(to, rcode, seconds):
+def children(to, rcode):
+    """The (proxy duration, forward duration, responses) metric children of one upstream and rcode."""
     name = rcode_name(rcode)
-    PROXY_DURATION.labels("forward", to, name).observe(seconds)
-    DURATION.labels(to, name).observe(seconds)
-    RESPONSES.labels(name, to).inc()
+    return (PROXY_DURATION.labels("forward", to, name), DURATION.labels(to, name),
+            RESPONSES.labels(name, to))

@@ -26,7 +26,8 @@ from twisted_kdns.errors import DNSRcode, FormErr, NotImp, NXDomain, PassToNext,
 from twisted_kdns.names import fqdn, is_subdomain
 from twisted_kdns.plugins.forward import metrics
 from twisted_kdns.plugins.forward.policy import make as make_policy
-from twisted_kdns.plugins.forward.transport import UpstreamError, UpstreamTimeout, build_request, question_key
+from twisted_kdns.plugins.forward.transport import UpstreamError, UpstreamTimeout, question_key
+from twisted_kdns.plugins.forward.wire import build_request
 from twisted_kdns.plugins.forward.upstream import Upstream
 from twisted_kdns.response import Response
 
@@ -216,7 +217,7 @@ class _Exchange(object):
                 self.broken = True
                 up = fwd.rng.choice(fwd.upstreams)
             timeout = min(fwd.cfg.read_timeout, self.deadline - now)
-            metrics.REQUESTS.labels(up.label).inc()
+            up.count_request()
             d = up.send(self.request, self.key, self.proto, timeout)
             d.addCallbacks(self.reply, self.error, callbackArgs=(up, now, self.proto), errbackArgs=(up,))
             return
@@ -231,7 +232,7 @@ class _Exchange(object):
                                errbackArgs=(up,))
                 return
         response = to_response(message)
-        metrics.request_done(up.label, response.rcode, self.reactor.seconds() - started)
+        up.count_response(response.rcode, self.reactor.seconds() - started)
         if response.rcode in self.fwd.cfg.failover_rcodes:
             self.last_reply = response
             if self.i < len(self.order):

@@ -17,17 +17,16 @@ pyOpenSSL is needed.
 import random
 import ssl
 import struct
-from io import BytesIO
 
 from twisted.internet import defer, error, protocol
 from twisted.logger import Logger
-from twisted.names import dns
+
+from twisted_kdns.plugins.forward import wire
 
 log = Logger(namespace="kdns.plugins.forward")
 
 _ID = struct.Struct("!H")
 _sysrandom = random.SystemRandom()
-DO_BIT = 0x8000
 
 
 class UpstreamError(Exception):
@@ -46,43 +45,21 @@ def question_key(name, qtype, qcls):
     return (name.lower().rstrip(b"."), qtype, qcls)
 
 
-def build_request(name, qtype, qcls, rd=True, cd=False, payload=None, do=False):
-    """
-    The request bytes with ID 0 (the ID is patched per send).  C{payload}
-    not C{None} adds an OPT record offering that UDP size, with DO as asked.
-    """
-    m = dns.Message(id=0, recDes=int(bool(rd)), checkingDisabled=int(bool(cd)))
-    m.queries = [dns.Query(name, qtype, qcls)]
-    if payload is not None:
-        m.additional = [dns.RRHeader(b"", dns.OPT, payload, DO_BIT if do else 0,
-                                     payload=dns.UnknownRecord(b""))]
-    m.maxSize = 0
-    return m.toStr()
-
-
 def parse_reply(data, key):
     """
     A decoded reply matching question C{key}, or C{None} (not a response,
-    undecodable, or another question: ignored, never fatal).
+    unreadable, or another question: ignored, never fatal).  The question
+    is checked before the records are decoded.
     """
     if len(data) < 12 or not data[2] & 0x80:
         return None
-    m = dns.Message()
     try:
-        m.fromStr(data)
-    except Exception:
-        # A truncated UDP reply may be cut mid-record: its header and
-        # question are still enough to know that TCP is needed.
-        if not (data[2] & 0x02) or len(m.queries) != 1:
+        _id, name, qtype, qcls, _off = wire.question(data)
+        if (name.lower(), qtype, qcls) != key:
             return None
-        m.trunc = 1
-        m.answers, m.authority, m.additional = [], [], []
-    if len(m.queries) != 1:
+        return wire.decode_reply(data)
+    except (wire.BadMessage, ValueError, IndexError):
         return None
-    q = m.queries[0]
-    if question_key(q.name.name, q.type, q.cls) != key:
-        return None
-    return m
 
 
 class _Pending(object):

@@ -17,7 +17,8 @@ from twisted.names import dns
 
 from twisted_kdns.plugins.forward import metrics
 from twisted_kdns.plugins.forward.transport import (
-    ConnectionClosed, StreamPool, UDPPool, UpstreamError, build_request, question_key)
+    ConnectionClosed, StreamPool, UDPPool, UpstreamError, question_key)
+from twisted_kdns.plugins.forward.wire import build_request
 
 log = Logger(namespace="kdns.plugins.forward")
 
@@ -45,6 +46,21 @@ class Upstream(object):
         self.probe_call = None
         self.active = False  # health probes only run between start() and stop()
         self.closed = False
+        self._requests = metrics.REQUESTS.labels(self.label)
+        self._by_rcode = {}
+
+    def count_request(self):
+        self._requests.inc()
+
+    def count_response(self, rcode, seconds):
+        """Duration and rcode metrics, with the label children looked up once per rcode."""
+        children = self._by_rcode.get(rcode)
+        if children is None:
+            children = self._by_rcode[rcode] = metrics.children(self.label, rcode)
+        proxy_duration, duration, responses = children
+        proxy_duration.observe(seconds)
+        duration.observe(seconds)
+        responses.inc()
 
     def __repr__(self):
         return "<Upstream %r fails=%d>" % (self.spec, self.fails)
