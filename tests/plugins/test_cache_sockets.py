@@ -4,6 +4,7 @@ import os
 import shutil
 import tempfile
 
+from prometheus_client import REGISTRY
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
@@ -65,11 +66,14 @@ class CacheSocketTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_serveStaleWhileUpstreamDown(self):
         """With C{serve_stale}, an expired entry still answers (TTL 0) while the upstream fails."""
+        labels = {"server": "dns://127.0.0.1:0", "zones": ".", "view": ""}
+        before = REGISTRY.get_sample_value("coredns_cache_served_stale_total", labels) or 0.0
         cache, hosts, port = self.start("cache {\n  success 1024 1 0\n  serve_stale 1h\n }", ttl=1)
         reply = yield query(port, "www.example.org", "A")
         self.assertEqual(ttls(reply), [1])
         self.write("10.1.0.3 other.example.org\n")  # the name is gone: hosts answers SERVFAIL
         hosts.reload()
-        yield task.deferLater(reactor, 1.1, lambda: None)
+        yield task.deferLater(reactor, 2.05, lambda: None)  # TTL 1 - 2 s < 0: stale
         reply = yield query(port, "www.example.org", "A")
         self.assertEqual((reply.rcode(), ips(reply), ttls(reply)), (0, ["10.1.0.1", "10.1.0.2"], [0]))
+        self.assertEqual(REGISTRY.get_sample_value("coredns_cache_served_stale_total", labels) - before, 1.0)
