@@ -107,12 +107,88 @@ SEED_8_2_CACHE = """cache 300 {
     }"""
 
 
+VERBATIM_3_1 = """.:53 {
+    # 自定义域名解析
+    hosts {
+        10.0.0.100 my-custom-service.local
+        10.0.0.101 database.internal
+        fallthrough
+    }
+
+    # 条件转发 - 将特定域名转发到特定的 DNS 服务器
+    forward consul.local 10.0.0.53
+    forward internal.company.com 192.168.1.10
+
+    # 重写查询 - 将某些查询重写为其他域名
+    rewrite name exact myapp.local myapp.default.svc.cluster.local
+
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+       pods insecure
+       fallthrough in-addr.arpa ip6.arpa
+       ttl 30
+    }
+
+    prometheus :9153
+    forward . /etc/resolv.conf
+    cache 30
+    loop
+    reload
+    loadbalance
+}
+"""
+
+VERBATIM_3_2 = """.:53 {
+    # 增加缓存时间和大小
+    cache 300 {
+        success 9984 30
+        denial 9984 5
+    }
+
+    # 优化转发器配置
+    forward . /etc/resolv.conf {
+        max_concurrent 1000
+        expire 10s
+        health_check 5s
+    }
+
+    # 配置更详细的健康检查
+    health {
+        lameduck 5s
+    }
+
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+       pods insecure
+       fallthrough in-addr.arpa ip6.arpa
+       ttl 30
+       # 优化 API 调用
+       kubeconfig /etc/coredns/kubeconfig
+    }
+
+    prometheus :9153
+    loop
+    reload
+}
+"""
+
+
 def records(reply, section="answer"):
     return sorted((rrset.name.to_text(), rd.to_text()) for rrset in getattr(reply, section) for rd in rrset)
 
 
 def values(reply):
     return sorted(rd.to_text() for rrset in reply.answer for rd in rrset)
+
+
+class VerbatimCheckTests(unittest.SynchronousTestCase):
+    def test_seedCorefilesPassCheck(self):
+        """The seed's 3.1 and 3.2 Corefiles, unchanged (comments included), pass the configuration check."""
+        from twisted_kdns import config
+        for text in (VERBATIM_3_1, VERBATIM_3_2):
+            plan = config.load(text=text)
+            self.assertEqual(len(plan.blocks), 1)
+        plan = config.load(text=VERBATIM_3_2)
+        cache = plan.blocks[0].configs["cache"]
+        self.assertEqual((cache.success.capacity, cache.success.ttl, cache.denial.ttl), (9984, 30, 5))
 
 
 class SeedCorefileTests(unittest.TestCase):
