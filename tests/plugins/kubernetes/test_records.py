@@ -14,8 +14,10 @@ Z = "cluster.local."
 
 
 class ClusterIPTests(ClusterMixin, unittest.TestCase):
+    options = ""
+
     def setUp(self):
-        self.start()
+        self.start(self.options)
 
     @defer.inlineCallbacks
     def test_clusterIP(self):
@@ -104,8 +106,10 @@ class ClusterIPTests(ClusterMixin, unittest.TestCase):
 
 
 class HeadlessTests(ClusterMixin, unittest.TestCase):
+    options = ""
+
     def setUp(self):
-        self.start()
+        self.start(self.options)
 
     @defer.inlineCallbacks
     def test_readyEndpoints(self):
@@ -196,8 +200,10 @@ class EndpointPodNamesTests(ClusterMixin, unittest.TestCase):
 
 
 class ExternalNameTests(ClusterMixin, unittest.TestCase):
+    options = ""
+
     def setUp(self):
-        self.start(after=" whoami\n", zones="cluster.local other.local in-addr.arpa")
+        self.start(self.options, after=" whoami\n", zones="cluster.local other.local in-addr.arpa")
 
     @defer.inlineCallbacks
     def test_outOfZoneTarget(self):
@@ -240,8 +246,10 @@ def _service(name, namespace, ip):
 
 
 class PtrTests(ClusterMixin, unittest.TestCase):
+    options = ""
+
     def setUp(self):
-        self.start("  fallthrough in-addr.arpa ip6.arpa", after=" whoami\n")
+        self.start("  fallthrough in-addr.arpa ip6.arpa\n" + self.options, after=" whoami\n")
 
     @defer.inlineCallbacks
     def test_clusterIP(self):
@@ -340,8 +348,10 @@ class PodsVerifiedTests(ClusterMixin, unittest.TestCase):
 
 
 class ApexTests(ClusterMixin, unittest.TestCase):
+    options = ""
+
     def setUp(self):
-        self.start()
+        self.start(self.options)
 
     @defer.inlineCallbacks
     def test_soa(self):
@@ -396,6 +406,8 @@ class ApexTests(ClusterMixin, unittest.TestCase):
 
 
 class NegativeTableTests(ClusterMixin, unittest.TestCase):
+    options = ""
+
     """Reference d.6: NXDOMAIN vs NODATA, always with the SOA."""
 
     TABLE = [
@@ -419,7 +431,7 @@ class NegativeTableTests(ClusterMixin, unittest.TestCase):
     ]
 
     def setUp(self):
-        self.start()
+        self.start(self.options)
 
     @defer.inlineCallbacks
     def test_table(self):
@@ -466,3 +478,12 @@ class ExternalNameUpstreamTests(ClusterMixin, unittest.TestCase):
         reply = yield self.expect("ext.ns1.svc." + Z, "AAAA", NOERROR, tcp=True)
         self.assertEqual(texts(reply), ["ext.example.org. 3600 AAAA 2001:db8::10",
                                         "ext.ns1.svc.cluster.local. 5 CNAME ext.example.org."])
+
+
+# The service, endpoint, PTR and apex records do not depend on the pods mode:
+# the same tests again with Pods answered (insecure) and loaded (verified).
+for _mode in ("insecure", "verified"):
+    for _base in (ClusterIPTests, HeadlessTests, ExternalNameTests, PtrTests, ApexTests, NegativeTableTests):
+        _name = "%sPods%s" % (_base.__name__[:-5], _mode.capitalize())
+        globals()[_name + "Tests"] = type(_name + "Tests", (_base,), {"options": "  pods " + _mode})
+del _mode, _base, _name
