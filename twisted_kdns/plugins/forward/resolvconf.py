@@ -1,7 +1,9 @@
 # -*- test-case-name: tests.plugins.test_forward_resolvconf -*-
 """
-resolv.conf upstreams: the startup check for nameservers that point back
-at this server, and the watch that re-reads the files when they change.
+The forward plugin's background service: health probes may run while it
+is started, idle TCP/TLS connections are closed after C{expire}, and
+resolv.conf upstreams get a startup check for nameservers that point back
+at this server and a watch that re-reads the files when they change.
 
 CoreDNS reads the file once (a change needs a restart, coredns#6715) and
 finds a self-pointing nameserver only through C{loop} killing the process
@@ -22,6 +24,7 @@ from twisted_kdns.plugins.forward.options import read_resolv_conf
 log = Logger(namespace="kdns.plugins.forward")
 
 WATCH_INTERVAL = 2.0
+SWEEP_INTERVAL = 1.0
 FIX = ("point forward at the real upstream resolvers instead: on a systemd-resolved host use "
        "'forward . /run/systemd/resolve/resolv.conf' (the stub 127.0.0.53 only forwards back); "
        "in Kubernetes give the kubelet --resolv-conf a file with real nameservers or run the "
@@ -92,6 +95,7 @@ class ForwardService(service.Service):
         self.reactor = ctx.reactor
         self.interval = WATCH_INTERVAL if interval is None else interval
         self.loop = None
+        self.sweeper = None
         self.listening = set()
         self.stamps = {}
 
@@ -113,12 +117,22 @@ class ForwardService(service.Service):
             self.loop = task.LoopingCall(self.check)
             self.loop.clock = self.reactor
             self.loop.start(self.interval, now=False)
+        self.sweeper = task.LoopingCall(self.sweep)
+        self.sweeper.clock = self.reactor
+        self.sweeper.start(SWEEP_INTERVAL, now=False)
+
+    def sweep(self):
+        """Close pooled TCP/TLS connections idle longer than C{expire}, as CoreDNS does."""
+        for fwd in self.forwards:
+            for u in fwd.upstreams:
+                u.stream.sweep()
 
     def stopService(self):
         service.Service.stopService(self)
-        if self.loop is not None and self.loop.running:
-            self.loop.stop()
-        self.loop = None
+        for loop in (self.loop, self.sweeper):
+            if loop is not None and loop.running:
+                loop.stop()
+        self.loop = self.sweeper = None
         return defer.gatherResults([f.stop() for f in self.forwards])
 
     @staticmethod

@@ -436,6 +436,17 @@ class StreamPool(object):
         d.addCallbacks(lambda c: (self.busy.add(c) or (c, False)), failed)
         return d
 
+    def sweep(self):
+        """Close idle connections unused for longer than C{expire}."""
+        now = self.reactor.seconds()
+        keep = []
+        for conn in self.idle:
+            if now - conn.last_used > self.expire or not conn.connected_:
+                conn.close()
+            else:
+                keep.append(conn)
+        self.idle = keep
+
     def put(self, conn):
         self.busy.discard(conn)
         if self.closed or not conn.connected_ or conn.pending:
