@@ -32,6 +32,7 @@ example.org:0 in-addr.arpa:0 {
 
 UDP_PACKETS = 20000
 TCP_PACKETS = 2000
+RAW_TCP_STREAMS = 20
 SEED = 20261130
 
 
@@ -78,7 +79,7 @@ def blast(port, seed):
     rng = random.Random(seed)
     bases = seeds()
     deadline = time.monotonic() + 60
-    stats = {"udp_sent": 0, "udp_replies": 0, "tcp_sent": 0, "tcp_replies": 0}
+    stats = {"udp_sent": 0, "udp_replies": 0, "tcp_sent": 0, "tcp_replies": 0, "raw_streams": 0}
     u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     u.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
     u.settimeout(0.02)
@@ -120,6 +121,22 @@ def blast(port, seed):
                 stats["tcp_replies"] += 1
         finally:
             s.close()
+    for _ in range(RAW_TCP_STREAMS):  # unframed garbage: random lengths, partial frames, EOF
+        if time.monotonic() >= deadline:
+            break
+        s = socket.create_connection(("127.0.0.1", port), timeout=2)
+        try:
+            s.sendall(bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 2000))))
+            s.shutdown(socket.SHUT_WR)
+            s.settimeout(0.5)
+            try:
+                while s.recv(65535):
+                    pass
+            except (socket.timeout, ConnectionResetError):
+                pass
+            stats["raw_streams"] += 1
+        finally:
+            s.close()
     return stats
 
 
@@ -127,8 +144,8 @@ class FuzzTests(unittest.TestCase):
     timeout = 120
 
     def test_fuzz(self):
-        """20,000 random and mutated UDP packets and 2,000 TCP frames: no crash, no internal error,
-        and correct answers afterwards over UDP and TCP."""
+        """20,000 random and mutated UDP packets, 2,000 TCP frames and 20 unframed TCP streams:
+        no crash, no internal error, and correct answers afterwards over UDP and TCP."""
         _, port = start_server(self, COREFILE)
 
         def after(stats):
@@ -137,6 +154,7 @@ class FuzzTests(unittest.TestCase):
             # many mutations are still valid or FORMERR-able: the server really processed them
             self.assertGreater(stats["udp_replies"], UDP_PACKETS // 10, stats)
             self.assertGreater(stats["tcp_replies"], 0, stats)
+            self.assertEqual(stats["raw_streams"], RAW_TCP_STREAMS, stats)
             return query(port, "www.example.org.", "A")
 
         def check_udp(reply):
