@@ -39,6 +39,10 @@ class LexerTests(unittest.SynchronousTestCase):
         self.assertFalse(tokens[2].is_open)
         self.assertTrue(tokens[1].quoted)
 
+    def test_escapedBackslashBeforeQuote(self):
+        """As Caddy: a backslash escapes the next character, so "a\\" ends at its quote."""
+        self.assertEqual(texts(tokenize('"a\\\\" b\n', "F")), ["a\\\\", "b"])
+
     def test_quoteMidToken(self):
         """A quote in the middle of a token is an ordinary character."""
         self.assertEqual(texts(tokenize('ab"cd ef\n', "F")), ['ab"cd', "ef"])

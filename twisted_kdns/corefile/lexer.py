@@ -87,8 +87,17 @@ def tokenize(text, file, environ=None):
                 if i >= n:
                     raise ValueError(start_line, "unterminated quoted string")
                 c = text[i]
-                if c == "\\" and i + 1 < n and text[i + 1] == '"':
-                    buf.append('"')
+                if c == "\\":
+                    # As Caddy: a backslash escapes the next character, but
+                    # only an escaped quote loses its backslash.
+                    if i + 1 >= n:
+                        raise ValueError(start_line, "unterminated quoted string")
+                    nxt = text[i + 1]
+                    if nxt != '"':
+                        buf.append("\\")
+                    if nxt == "\n":
+                        line += 1
+                    buf.append(nxt)
                     i += 2
                     continue
                 if c == '"':
