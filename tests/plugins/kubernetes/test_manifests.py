@@ -179,3 +179,14 @@ class ExampleClusterTests(ClusterMixin, unittest.TestCase):
         reply = yield self.expect("kube-dns.kube-system.svc.cluster.local.", "SRV", NOERROR)
         self.assertEqual({rd.weight for rd in reply.answer[0]}, {33})
         self.assertEqual(len(texts(reply)), 2)
+
+    @defer.inlineCallbacks
+    def test_dig(self):
+        """dig, as the README shows it, gets the nginx ClusterIP and the SRV of the StatefulSet."""
+        from tests.helpers import dig, require_tool
+        require_tool(self, "dig")
+        out = yield dig(self.port, "+short", "my-nginx-svc.default.svc.cluster.local")
+        self.assertEqual(out.split(), ["10.100.200.30"])
+        out = yield dig(self.port, "+short", "+tcp", "_postgres._tcp.db.data.svc.cluster.local", "SRV")
+        self.assertEqual(sorted(out.splitlines()), ["0 50 5432 db-0.db.data.svc.cluster.local.",
+                                                    "0 50 5432 db-1.db.data.svc.cluster.local."])
