@@ -465,7 +465,7 @@ class FakeApiServer(object):
         """Register a watcher and queue the replay; C{(watcher, None)} or C{(None, error event line)}."""
         w = _Watcher(res, ns, _Selector(query.get("labelSelector")),
                      _FieldSelector(query.get("fieldSelector")),
-                     query.get("allowWatchBookmarks") == "true", connection)
+                     _bool(query.get("allowWatchBookmarks")), connection)
         rv = query.get("resourceVersion")
         with self._cond:
             if rv in (None, "", "0"):
@@ -503,6 +503,11 @@ class FakeApiServer(object):
             return fail, _status(fail, "ServiceUnavailable" if fail == 503 else "InternalError",
                                  "injected failure")
         return None
+
+
+def _bool(text):
+    """Go's strconv.ParseBool truths, as the API server parses query booleans (client 22.6 sends 'True')."""
+    return text in ("1", "t", "T", "true", "TRUE", "True")
 
 
 def _sort_key(item):
@@ -606,7 +611,7 @@ class _Handler(BaseHTTPRequestHandler):
             if obj is None:
                 return 404, _status(404, "NotFound", '%s "%s" not found' % (res, name))
             return 200, obj
-        if query.get("watch") in ("true", "1"):
+        if _bool(query.get("watch")):
             status_box[3] = 200
             self._serve_watch(res, ns, query)
             return None, None

@@ -102,7 +102,9 @@ class Http(object):
         url = self.host + path
         if query:
             url += "?" + urlencode(sorted(query.items()))
-        resp = self.pool.request("GET", url, headers=headers, preload_content=False,
+        # retries=False: the watch loop owns retries (with backoff and one
+        # log line), rather than urllib3 retrying at once and logging each.
+        resp = self.pool.request("GET", url, headers=headers, preload_content=False, retries=False,
                                  timeout=self._urllib3.Timeout(connect=timeout[0], read=timeout[1]))
         if not 200 <= resp.status <= 299:
             try:
