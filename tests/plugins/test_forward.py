@@ -339,6 +339,20 @@ class PerZone(unittest.TestCase):
         self.assertEqual(rrset_values(reply), ["192.0.2.99"])
 
 
+    @defer.inlineCallbacks
+    def test_nextFallsToShorterZone(self):
+        """A zone forward's 'next NXDOMAIN' hands the name to the '.' forward of the same block."""
+        zone = yield start_dnsmasq(self, [("192.0.2.61", "known.corp.test")])
+        general = yield start_dnsmasq(self, [("192.0.2.62", "other.corp.test")])
+        text = (".:0 {\n bind 127.0.0.1\n forward corp.test %s {\n  next NXDOMAIN\n }\n"
+                " forward . %s\n}\n" % (zone.address, general.address))
+        _, port = start_server(self, text)
+        reply = yield query(port, "known.corp.test.", "A")
+        self.assertEqual(rrset_values(reply), ["192.0.2.61"])
+        reply = yield query(port, "other.corp.test.", "A")
+        self.assertEqual(rrset_values(reply), ["192.0.2.62"])
+
+
 class ResolvConfWatch(unittest.TestCase):
     timeout = 30
 
