@@ -5,6 +5,8 @@ from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
+from twisted_kdns.server import fastpath
+
 log = Logger(namespace="kdns.server.udp")
 
 
@@ -15,9 +17,16 @@ class DNSDatagramProtocol(DatagramProtocol):
 
     def __init__(self, dispatcher):
         self.dispatcher = dispatcher
+        # Repeated cache hits are answered from encoded replies (fastpath.py).
+        self.fast = fastpath.FastPath(dispatcher) if fastpath.ENABLED else None
+
+    def stopProtocol(self):
+        if self.fast is not None:
+            self.fast.close()
 
     def datagramReceived(self, data, addr):
-        result = self.dispatcher.handle(data, addr[:2], "udp")
+        handle = self.dispatcher.handle if self.fast is None else self.fast.handle
+        result = handle(data, addr[:2], "udp")
         if result is None:
             return
         if isinstance(result, defer.Deferred):
