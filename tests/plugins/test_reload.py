@@ -6,7 +6,9 @@ reloading.
 """
 
 import os
+import shutil
 import signal
+import tempfile
 
 import dns.message
 import dns.query
@@ -88,8 +90,8 @@ class DigestTests(unittest.SynchronousTestCase):
 
     def test_importedFilesCount(self):
         """Edits in an imported file change the checksum of the importing Corefile."""
-        d = self.mktemp()
-        os.mkdir(d)
+        d = tempfile.mkdtemp(prefix="kdns-reload-")
+        self.addCleanup(shutil.rmtree, d, True)
         write(os.path.join(d, "hosts.conf"), "hosts {\n 10.0.0.1 x.example.org\n}\n")
         write(os.path.join(d, "Corefile"), ".:53 {\n import hosts.conf\n}\n")
         before, _ = file_digest(os.path.join(d, "Corefile"))
