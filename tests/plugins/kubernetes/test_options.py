@@ -4,9 +4,7 @@ d.3), over real sockets: namespaces, namespace_labels, labels, noendpoints,
 ignore empty_service, fallthrough, foreign zones, sync and readiness.
 """
 
-import os
-
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, task
 from twisted.trial import unittest
 
 from tests.plugins.kubernetes.support import (
