@@ -246,6 +246,23 @@ class EquivalenceTests(unittest.SynchronousTestCase):
         self.assertEqual(len(self.pair.fast.memo), 0)
 
 
+class TcpTests(unittest.SynchronousTestCase):
+    def test_tcpMemoIdenticalAndSeparate(self):
+        """A TCP memo answers TCP requests with the full path's TCP bytes and never UDP ones."""
+        clock = Clock()
+        pair = Pair(NO_BALANCE, clock)
+        tcp = fastpath.FastPath(pair.fast_dispatcher, transport="tcp")
+        data = request("big.example.org", use_edns=False)
+        for _ in range(2):
+            tcp.handle(data, CLIENT, "tcp")
+        fast, slow = tcp.handle(data, CLIENT, "tcp"), pair.slow.handle(data, CLIENT, "tcp")
+        self.assertEqual(tcp.hits, 1)
+        self.assertEqual(fast, slow)
+        self.assertGreater(len(fast), 512)  # no truncation over TCP
+        tcp.handle(data, CLIENT, "udp")
+        self.assertEqual(tcp.hits, 1)
+
+
 class OtherChainTests(unittest.SynchronousTestCase):
     def test_truncatedReplyIdentical(self):
         """A 40-record answer truncated to 512 bytes (no loadbalance) is served with TC, byte-identical."""

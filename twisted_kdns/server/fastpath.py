@@ -25,7 +25,8 @@ What a memo hit does (the slow path's cache hit, step by step):
     start time.
 
 Which replies are memoised: the reply must be synchronous (cache hit), on
-UDP, in a block whose chain from the root to the cache holds only wrappers
+the transport of this memo (one for UDP, one for all TCP connections of a
+listener), in a block whose chain from the root to the cache holds only wrappers
 known to have no other per-query effect on a hit (prometheus, errors,
 loadbalance).  The cache must have prefetch, serve_stale and keepttl off.
 The query's hooks must be prometheus' recorder only, so a C{log} block never
@@ -60,11 +61,16 @@ _TTL = struct.Struct("!I")
 _RR = struct.Struct("!HHIH")
 
 
-def wrap(dispatcher):
-    """The C{handle(data, client, transport)} callable a UDP listener should use."""
-    if not ENABLED:
-        return dispatcher.handle
-    return FastPath(dispatcher).handle
+def attach(dispatcher, transport):
+    """
+    A L{FastPath} for a listener's C{transport} side, or C{None} when the
+    memo is switched off or C{dispatcher} is not a full L{Dispatcher} (test
+    doubles without routes and observers).
+    """
+    if not ENABLED or not isinstance(getattr(dispatcher, "observers", None), list) \
+            or not callable(getattr(dispatcher, "routes", None)):
+        return None
+    return FastPath(dispatcher, transport=transport)
 
 
 def ttl_offsets(wire):
@@ -133,14 +139,15 @@ class _Memo(object):
 
 class FastPath(object):
     """
-    Wraps a L{Dispatcher} for one UDP listener.  C{handle} has the
+    Wraps a L{Dispatcher} for one listener's UDP (or TCP) side.  C{handle} has the
     dispatcher's signature.  The observer registered on the dispatcher fills
     the memo from slow-path replies; L{close} removes it.
     """
 
-    def __init__(self, dispatcher, capacity=CAPACITY):
+    def __init__(self, dispatcher, capacity=CAPACITY, transport="udp"):
         self.dispatcher = dispatcher
         self.capacity = capacity
+        self.transport = transport
         self.memo = OrderedDict()
         self.candidates = OrderedDict()
         self.armed = None
@@ -171,7 +178,7 @@ class FastPath(object):
         zones = self.dispatcher.routes()
         if zones is not self.zones:
             self._forget(zones)  # reloaded: nothing of the old generation is kept alive
-        memo = self.memo.get(data[2:]) if transport == "udp" else None
+        memo = self.memo.get(data[2:]) if transport == self.transport else None
         if memo is not None:
             try:
                 wire = self._hit(memo, zones, data, client)
@@ -182,7 +189,7 @@ class FastPath(object):
                 self.hits += 1
                 return wire
             self.memo.pop(data[2:], None)
-        if transport != "udp":
+        if transport != self.transport:
             return self.dispatcher.handle(data, client, transport)
         self.armed = (data, client)
         try:
@@ -224,7 +231,7 @@ class FastPath(object):
         if armed is None or kq is None:
             return
         data, client = armed
-        if (kq.transport != "udp" or kq.client != client or kq.size != len(data)
+        if (kq.transport != self.transport or kq.client != client or kq.size != len(data)
                 or kq.message is None or kq.message.id != struct.unpack_from("!H", data)[0]):
             return
         self.armed = None

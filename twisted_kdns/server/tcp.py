@@ -13,6 +13,8 @@ from twisted.protocols.basic import Int16StringReceiver
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
+from twisted_kdns.server import fastpath
+
 log = Logger(namespace="kdns.server.tcp")
 
 IDLE_TIMEOUT = 10.0
@@ -46,7 +48,8 @@ class DNSStreamProtocol(Int16StringReceiver, TimeoutMixin):
 
     def stringReceived(self, data):
         self.resetTimeout()
-        result = self.dispatcher.handle(data, self.peer, "tcp")
+        fast = getattr(self.factory, "fast", None)  # repeated cache hits: fastpath.py
+        result = (self.dispatcher.handle if fast is None else fast.handle)(data, self.peer, "tcp")
         if result is None:
             return
         if isinstance(result, defer.Deferred):
@@ -108,6 +111,11 @@ class DNSStreamFactory(Factory):
         self.idle_timeout = idle_timeout
         self.max_in_flight = max_in_flight
         self.connections = set()
+        self.fast = fastpath.attach(dispatcher, "tcp")
+
+    def stopFactory(self):
+        if self.fast is not None:
+            self.fast.close()
 
     def buildProtocol(self, addr):
         if len(self.connections) >= self.max_connections:

@@ -18,7 +18,7 @@ class DNSDatagramProtocol(DatagramProtocol):
     def __init__(self, dispatcher):
         self.dispatcher = dispatcher
         # Repeated cache hits are answered from encoded replies (fastpath.py).
-        self.fast = fastpath.FastPath(dispatcher) if fastpath.ENABLED else None
+        self.fast = fastpath.attach(dispatcher, "udp")
 
     def stopProtocol(self):
         if self.fast is not None:
