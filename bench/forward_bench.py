@@ -152,6 +152,7 @@ def main(argv=None):
             say("missing tool: %s", tool)
             return 2
     names = [n for n in args.servers.split(",") if n]
+    load_before = os.getloadavg()
     work = tempfile.mkdtemp(prefix="kdns-forward-bench-")
     datafile = os.path.join(work, "queries.txt")
     with open(datafile, "w") as f:
@@ -208,7 +209,12 @@ def main(argv=None):
     if "kdns" in summary:
         for peer in names:
             if peer != "kdns" and summary[peer]["qps"]:
-                print("kdns/%s throughput ratio: %.2f" % (peer, summary["kdns"]["qps"] / summary[peer]["qps"]))
+                print("kdns/%s throughput ratio: %.2f   CPU per query ratio: %.1fx" % (
+                    peer, summary["kdns"]["qps"] / summary[peer]["qps"],
+                    summary["kdns"]["cpu_us_per_query"] / max(0.001, summary[peer]["cpu_us_per_query"])))
+    # Other work on the machine skews saturated rates far more than CPU per query.
+    print("load average before/after: %.2f / %.2f (on %d CPUs)" % (load_before[0], os.getloadavg()[0],
+                                                                 os.cpu_count() or 1))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "runs": results, "summary": summary}, f, indent=2)

@@ -60,6 +60,30 @@ class ForwardBasics(unittest.TestCase):
             self.assertEqual(rrset_values(reply), ["10.9.8.7"])
 
     @defer.inlineCallbacks
+    def test_udpSocketsReused(self):
+        """Many queries share a few long-lived UDP sockets (never a new port per query)."""
+        rec = RecordingUDPServer()
+        upport = listen_udp(self, rec)
+        service, port = start_server(self, block(["127.0.0.1:%d" % upport]))
+        yield defer.gatherResults([query(port, "n%d.example." % i, "A") for i in range(30)])
+        upstream = service.generation.blocks[0].plugins["forward"].forwards[0].upstreams[0]
+        ports = upstream.local_ports()
+        self.assertLessEqual(len(ports), 4)
+        self.assertGreaterEqual(len(ports), 1)
+        self.assertEqual(len(rec.requests), 30)
+        self.assertGreater(len({m.id for m in rec.requests}), 20)  # random IDs
+
+    @defer.inlineCallbacks
+    def test_preferUdpForTcpClients(self):
+        """prefer_udp asks over UDP even for TCP clients (the upstream here only speaks UDP)."""
+        rec = RecordingUDPServer("192.0.2.8")
+        upport = listen_udp(self, rec)
+        _, port = start_server(self, block(["127.0.0.1:%d" % upport], "prefer_udp\n read_timeout 300ms"))
+        reply = yield query(port, "p.example.", "A", tcp=True)
+        self.assertEqual(rrset_values(reply), ["192.0.2.8"])
+        self.assertEqual(len(rec.requests), 1)
+
+    @defer.inlineCallbacks
     def test_ednsAndDoPassedUpstream(self):
         """The client's EDNS (as our payload size) and DO bit are passed upstream; no EDNS stays no EDNS."""
         rec = RecordingUDPServer()

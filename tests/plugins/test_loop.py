@@ -73,6 +73,30 @@ class LoopDetection(unittest.TestCase):
         self.assertEqual(exits.codes, [1])
 
     @defer.inlineCallbacks
+    def test_selfInResolvConfLeftOut(self):
+        """A resolv.conf naming our own listener: forward leaves it out at startup, so no loop, no exit."""
+        exits = Exits()
+        self.patch(loop_plugin, "exit_process", exits)
+        events = capture_logs(self)
+        up = yield start_dnsmasq(self, [("192.0.2.10", "www.a.test")])
+        port = free_port()
+        path = write_corefile(self, "nameserver [127.0.0.1]:%d\nnameserver [127.0.0.1]:%d\n" % (port, up.port),
+                              name="resolv.conf")
+        service, _ = start_server(self, ".:%d {\n bind 127.0.0.1\n loop\n forward . %s\n}\n" % (port, path))
+        loop = service.generation.blocks[0].plugins["loop"]
+        for _ in range(100):
+            if loop.disabled:
+                break
+            yield sleep(0.02)
+        self.assertTrue(loop.disabled)
+        self.assertEqual(exits.codes, [])
+        from twisted.logger import LogLevel, formatEvent
+        errors = [formatEvent(e) for e in events if e.get("log_level") == LogLevel.error]
+        self.assertTrue(any("nameserver 127.0.0.1 in %s points back at this server" % path in e for e in errors))
+        reply = yield query(port, "www.a.test.", "A")
+        self.assertEqual(rrset_values(reply), ["192.0.2.10"])
+
+    @defer.inlineCallbacks
     def test_nonLoopingStarts(self):
         """forward to a real upstream: the probe gets an answer once, loop steps aside, no exit."""
         exits = Exits()
