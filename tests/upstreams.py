@@ -1,8 +1,11 @@
 """
 Real upstream DNS servers on loopback for the forward and loop tests:
-Debian's dnsmasq (run with --keep-in-foreground: --no-daemon is debug mode,
-where TCP is served inline and blocks UDP while a connection is open), a second kdns, tiny misbehaving UDP servers (wrong ID,
-silent) and a TLS relay in front of a TCP upstream.
+Debian's dnsmasq, a second kdns, tiny misbehaving UDP servers (wrong ID,
+silent, recording) and a TLS relay in front of a TCP upstream.
+
+dnsmasq runs with --keep-in-foreground, not --no-daemon: the latter is
+debug mode, where TCP connections are served inline and block UDP while
+one is open.
 """
 
 import os
@@ -16,7 +19,7 @@ import tempfile
 import threading
 import time
 
-from twisted.internet import defer, protocol, reactor, threads
+from twisted.internet import protocol, reactor, threads
 from twisted.names import dns
 
 from tests.helpers import require_tool, start_server
@@ -241,10 +244,6 @@ def _recv_exact(sock, n):
     return buf
 
 
-__all__ = ["free_port", "start_dnsmasq", "start_kdns_upstream", "TrickyUDPServer", "SilentUDPServer",
-           "listen_udp", "make_cert", "start_tls_relay", "defer"]
-
-
 class RecordingUDPServer(protocol.DatagramProtocol):
     """Answers every A query with C{ip} and keeps the decoded requests."""
 
@@ -257,3 +256,7 @@ class RecordingUDPServer(protocol.DatagramProtocol):
         m.fromStr(data)
         self.requests.append(m)
         self.transport.write(answer_for(m, self.ip), addr)
+
+
+__all__ = ["free_port", "start_dnsmasq", "start_kdns_upstream", "TrickyUDPServer", "SilentUDPServer",
+           "RecordingUDPServer", "listen_udp", "make_cert", "start_tls_relay"]

@@ -13,7 +13,6 @@ import os
 from twisted.names import dns
 
 from twisted_kdns.errors import ConfigError
-from twisted_kdns.names import zone_names
 from twisted_kdns.plugin import Args
 
 MAX_TO = 15

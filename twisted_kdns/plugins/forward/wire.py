@@ -12,7 +12,6 @@ fast path are decoded by Twisted's own record classes, at their offset in
 the whole message so compression pointers still resolve.
 """
 
-import socket
 import struct
 from io import BytesIO
 
