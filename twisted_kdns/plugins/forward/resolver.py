@@ -164,6 +164,14 @@ class Forward(object):
         return None
 
 
+def _send(up, request, key, proto, timeout):
+    """C{up.send}, with a synchronous exception turned into a failed Deferred (never a hang)."""
+    try:
+        return up.send(request, key, proto, timeout)
+    except Exception:
+        return defer.fail(Failure())
+
+
 class _Exchange(object):
     """One client query walking the upstreams."""
 
@@ -218,7 +226,7 @@ class _Exchange(object):
                 up = fwd.rng.choice(fwd.upstreams)
             timeout = min(fwd.cfg.read_timeout, self.deadline - now)
             up.count_request()
-            d = up.send(self.request, self.key, self.proto, timeout)
+            d = _send(up, self.request, self.key, self.proto, timeout)
             d.addCallbacks(self.reply, self.error, callbackArgs=(up, now, self.proto), errbackArgs=(up,))
             return
 
@@ -227,7 +235,7 @@ class _Exchange(object):
             # Truncated: ask the same upstream again over TCP.
             left = self.deadline - self.reactor.seconds()
             if left > 0:
-                d = up.send(self.request, self.key, "tcp", min(self.fwd.cfg.read_timeout, left))
+                d = _send(up, self.request, self.key, "tcp", min(self.fwd.cfg.read_timeout, left))
                 d.addCallbacks(self.reply, self.error, callbackArgs=(up, started, "tcp"),
                                errbackArgs=(up,))
                 return

@@ -81,6 +81,8 @@ class _Outstanding(object):
     def add(self, key, timeout):
         """A fresh random ID not in use here, and the Deferred of its reply."""
         pending = self.pending
+        if len(pending) >= 60000:
+            raise UpstreamError("too many outstanding queries on one socket")
         while True:
             msg_id = _sysrandom.getrandbits(16)
             if msg_id not in pending:
