@@ -54,7 +54,8 @@ class ParseTests(unittest.SynchronousTestCase):
                           ("hosts {\n ttl\n}", "Wrong argument count"), ("hosts {\n reload soon\n}", "invalid"),
                           ("hosts {\n bogus option\n}", "unknown property 'bogus'"),
                           ("hosts {\n fallthrough\n 10.0.0.1 late.example\n}", "unknown property '10.0.0.1'"),
-                          ("hosts f bad..zone", "not a valid domain")):
+                          ("hosts f bad..zone", "not a valid domain"),
+                          ("hosts {\n fallthrough_unsupported\n}", "requires fallthrough")):
             e = self.assertRaises(ConfigError, parse, text)
             self.assertIn(why, str(e))
             self.assertIn("Corefile:", str(e))
@@ -180,6 +181,16 @@ class FallthroughTests(unittest.TestCase):
         d.addCallback(lambda r: self.assertEqual(len(r.additional), 2))
         d.addCallback(lambda _: query(port, "x.example.org.", "A"))
         d.addCallback(lambda r: self.assertEqual(r.rcode(), dns.rcode.SERVFAIL))
+        return d
+
+    def test_fallthroughUnsupported(self):
+        """fallthrough_unsupported sends other types of a known name on; A still answers."""
+        _, port = start_server(self, ".:0 {\n bind 127.0.0.1\n whoami\n hosts {\n  10.0.0.1 a.example.org\n"
+                                     "  fallthrough\n  fallthrough_unsupported\n }\n}\n")
+        d = query(port, "a.example.org.", "MX")
+        d.addCallback(lambda r: self.assertEqual(len(r.additional), 2))  # whoami answered
+        d.addCallback(lambda _: query(port, "a.example.org.", "A"))
+        d.addCallback(lambda r: self.assertEqual(rrset_values(r), ["10.0.0.1"]))
         return d
 
     def test_fallthroughEndOfChain(self):

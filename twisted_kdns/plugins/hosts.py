@@ -42,6 +42,7 @@ class HostsConfig(object):
         self.no_reverse = False
         self.reload = 5.0
         self.fallthrough = Fallthrough.never()
+        self.fallthrough_unsupported = False
         self.file = None
         self.line = None
 
@@ -85,6 +86,10 @@ def parse(directives):
         elif name == "fallthrough":
             cfg.fallthrough = sub.fallthrough()
             seen_fallthrough = True
+        elif name == "fallthrough_unsupported":
+            sub.count(0, 0)
+            cfg.fallthrough_unsupported = True
+            unsupported = sub
         else:
             if seen_fallthrough:
                 raise sub.unknown()
@@ -92,6 +97,8 @@ def parse(directives):
             if entry is None:
                 raise sub.unknown()
             cfg.inline.append(entry)
+    if cfg.fallthrough_unsupported and not seen_fallthrough:
+        raise unsupported.error("fallthrough_unsupported requires fallthrough")
     return cfg
 
 
@@ -207,6 +214,9 @@ class HostsResolver(object):
             return defer.succeed(Response(answers, aa=True, plugin="hosts"))
         if match_zone(qname, self.zones) is None:
             raise PassToNext(qname)
+        if (query.type not in (dns.A, dns.AAAA) and self.config.fallthrough_unsupported
+                and self.fallthrough.through(qname)):
+            raise PassToNext(qname)  # types hosts cannot hold go on (MX, TXT, SRV, ...)
         if query.type in (dns.A, dns.AAAA):
             ips = table.lookup(qname, query.type == dns.AAAA)
             if ips:
