@@ -242,6 +242,41 @@ class Failures(unittest.TestCase):
         self.assertEqual(rrset_values(reply), ["192.0.2.2"])
 
     @defer.inlineCallbacks
+    def test_recoveredUpstreamUsedAgain(self):
+        """A dead upstream that comes back passes its next health probe and answers again."""
+        a = yield start_dnsmasq(self, [("192.0.2.1", "f.a.test")])
+        b = yield start_dnsmasq(self, [("192.0.2.2", "f.a.test")])
+        service, port = start_server(self, block([a.address, b.address],
+                                                 "policy sequential\n health_check 50ms\n max_fails 1"))
+        fwd = service.generation.blocks[0].plugins["forward"].forwards[0]
+        a.stop()
+        reply = yield query(port, "f.a.test.", "A")
+        self.assertEqual(rrset_values(reply), ["192.0.2.2"])
+        yield sleep(0.3)
+        self.assertTrue(fwd.upstreams[0].down())
+        yield start_dnsmasq(self, [("192.0.2.1", "f.a.test")], port=a.port)
+        for _ in range(40):
+            if not fwd.upstreams[0].down():
+                break
+            yield sleep(0.05)
+        self.assertEqual(fwd.upstreams[0].fails, 0)
+        reply = yield query(port, "f.a.test.", "A")
+        self.assertEqual(rrset_values(reply), ["192.0.2.1"])
+
+    @defer.inlineCallbacks
+    def test_failoverRcode(self):
+        """failover NXDOMAIN: an NXDOMAIN from one upstream sends the query to the next one."""
+        a = yield start_dnsmasq(self, [("192.0.2.1", "only-a.a.test")])
+        b = yield start_dnsmasq(self, [("192.0.2.2", "only-b.a.test")])
+        _, port = start_server(self, block([a.address, b.address], "policy sequential\n failover NXDOMAIN"))
+        reply = yield query(port, "only-b.a.test.", "A")
+        self.assertEqual(rrset_values(reply), ["192.0.2.2"])
+        reply = yield query(port, "only-a.a.test.", "A")
+        self.assertEqual(rrset_values(reply), ["192.0.2.1"])
+        reply = yield query(port, "neither.a.test.", "A")  # the last upstream's answer is kept
+        self.assertEqual(reply.rcode(), 3)
+
+    @defer.inlineCallbacks
     def test_silentUpstreamSkippedWithinTimeout(self):
         """A black-hole upstream costs one read timeout, then the next upstream answers."""
         silent = SilentUDPServer()
