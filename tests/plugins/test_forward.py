@@ -84,6 +84,15 @@ class ForwardBasics(unittest.TestCase):
         self.assertEqual(len(rec.requests), 1)
 
     @defer.inlineCallbacks
+    def test_ipv6Upstream(self):
+        """An [IPv6]:port upstream (a second kdns on ::1) answers over UDP and TCP."""
+        _, upport = start_server(self, ".:0 {\n bind ::1\n hosts {\n  10.6.6.6 v6.example.org\n }\n}\n")
+        _, port = start_server(self, block(["[::1]:%d" % upport]))
+        for tcp in (False, True):
+            reply = yield query(port, "v6.example.org.", "A", tcp=tcp)
+            self.assertEqual(rrset_values(reply), ["10.6.6.6"])
+
+    @defer.inlineCallbacks
     def test_ednsAndDoPassedUpstream(self):
         """The client's EDNS (as our payload size) and DO bit are passed upstream; no EDNS stays no EDNS."""
         rec = RecordingUDPServer()
