@@ -208,11 +208,21 @@ class ServiceNotifyTests(unittest.TestCase):
 
 
 def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A port free on 127.0.0.1 for both UDP and TCP (kdns binds both)."""
+    for _ in range(20):
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            u.bind(("127.0.0.1", 0))
+            port = u.getsockname()[1]
+            t.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            u.close()
+            t.close()
+    raise RuntimeError("no free port")
 
 
 class ProcessNotifyTests(unittest.TestCase):
@@ -235,7 +245,10 @@ class ProcessNotifyTests(unittest.TestCase):
         self.addCleanup(reap)
 
         got = fake.wait_for("READY=1", 15)
-        self.assertTrue(got and "READY=1" in got[-1], "no READY=1; got %r, output %r" % (got, proc.poll()))
+        if not (got and "READY=1" in got[-1]):
+            if proc.poll() is None:
+                proc.kill()
+            self.fail("no READY=1; got %r, exit %r, output:\n%s" % (got, proc.wait(), proc.stdout.read().decode()))
 
         def answered(reply):
             self.assertEqual(rrset_values(reply), ["10.4.4.4"])
