@@ -154,6 +154,22 @@ class NotifierTests(unittest.SynchronousTestCase):
         self.assertIn("not ready: kubernetes", msgs[0])
         self.flushLoggedErrors()
 
+    def test_providerStartupTimeout(self):
+        """A provider configured with a longer startup_timeout (kubernetes) extends the wait for READY=1."""
+        class Config(object):
+            startup_timeout = 8.0
+        slow = Flag(False)
+        slow.config = Config()
+        fake, clock, notifier = self.make([("kubernetes", slow)], timeout=2.0)
+        notifier.start()
+        clock.advance(7.9)
+        self.assertEqual(fake.messages(), [])
+        clock.advance(0.2)
+        msgs = fake.messages()
+        self.assertEqual(len(msgs), 1)
+        self.assertIn("not ready: kubernetes", msgs[0])
+        self.flushLoggedErrors()
+
     def test_watchdog(self):
         """With WATCHDOG_USEC the reactor pings WATCHDOG=1 every half period until stop()."""
         fake, clock, notifier = self.make([], {"WATCHDOG_USEC": "2000000"})

@@ -14,8 +14,10 @@ L{SystemdNotifier} sends:
 
   - C{READY=1} once the listeners are bound (the caller starts it after
     that) and every readiness provider of the running generation says
-    ready, or C{startup_timeout} seconds have passed (then serving what we
-    have beats being killed by C{TimeoutStartSec});
+    ready, or C{startup_timeout} seconds have passed (5 s, or longer when a
+    provider such as kubernetes is configured with a longer
+    C{startup_timeout}; then serving what we have beats being killed by
+    C{TimeoutStartSec});
   - C{WATCHDOG=1} every half C{WatchdogSec} from the reactor, so a blocked
     reactor thread makes systemd restart us;
   - C{RELOADING=1} / C{READY=1} around a reload and C{STOPPING=1} at shutdown.
@@ -96,6 +98,18 @@ def watchdog_interval(environ=None, pid=None):
     return value / 2e6
 
 
+def provider_timeout(provider):
+    """
+    How long a provider asks to be waited for: its own C{startup_timeout}
+    (or its config's, as the kubernetes plugin's C{startup_timeout} option).
+    """
+    for obj in (provider, getattr(provider, "config", None)):
+        value = getattr(obj, "startup_timeout", None)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return 0.0
+
+
 def providers_ready(readiness):
     """C{(all ready, [names not ready])} for C{(name, provider)} pairs."""
     waiting = []
@@ -149,13 +163,15 @@ class SystemdNotifier(object):
 
     def _check(self):
         self._poll = None
-        ready, waiting = providers_ready(self.readiness())
+        readiness = self.readiness()
+        ready, waiting = providers_ready(readiness)
         elapsed = self.reactor.seconds() - self._started
+        timeout = max([self.startup_timeout] + [provider_timeout(p) for _, p in readiness])
         if ready:
             self._ready("serving")
-        elif elapsed >= self.startup_timeout:
+        elif elapsed >= timeout:
             log.warn("not ready after {t}s (waiting for {names}); telling systemd READY=1 anyway",
-                     t=self.startup_timeout, names=", ".join(waiting))
+                     t=timeout, names=", ".join(waiting))
             self._ready("serving; not ready: " + ", ".join(waiting))
         else:
             self._poll = self.reactor.callLater(self.poll_interval, self._check)
