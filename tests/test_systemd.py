@@ -223,6 +223,41 @@ class ServiceNotifyTests(unittest.TestCase):
         return query(port, "sd.example.org.", "A").addCallback(answered)
 
 
+class KubernetesReadyTests(unittest.TestCase):
+    timeout = 30
+
+    def test_readyWaitsForTheKubernetesSync(self):
+        """With the kubernetes plugin, READY=1 comes only once its first LIST is done, then names answer."""
+        from tests.plugins.kubernetes.test_watch_harness import WatchHarness, wait_for
+        harness = WatchHarness()
+        harness.addCleanup = self.addCleanup
+        api = harness.start_api()
+        harness.populate(services=3)
+        api.stall()
+        self.addCleanup(api.release)
+        fake = FakeSystemd(self)
+        old = os.environ.get("NOTIFY_SOCKET")
+        os.environ["NOTIFY_SOCKET"] = fake.env_value
+        self.addCleanup(lambda: os.environ.pop("NOTIFY_SOCKET") if old is None
+                        else os.environ.__setitem__("NOTIFY_SOCKET", old))
+        _, port = start_server(self, ".:0 {\n bind 127.0.0.1\n kubernetes cluster.local {\n"
+                                     "  endpoint %s\n  startup_timeout 20s\n }\n}\n" % (api.url,))
+        received = []
+
+        def collect():
+            received.extend(fake.messages())
+            return any("READY=1" in m for m in received)
+
+        d = deferLater(reactor, 0.5, lambda: None)
+        d.addCallback(lambda _: self.assertFalse(collect(), "READY=1 before the API answered"))
+        d.addCallback(lambda _: api.release())
+        d.addCallback(lambda _: wait_for(collect, timeout=10, what="READY=1 after the sync"))
+        d.addCallback(lambda _: self.assertEqual([m for m in received if "READY" in m], ["READY=1\nSTATUS=serving"]))
+        d.addCallback(lambda _: query(port, "svc-1.other.svc.cluster.local.", "A"))
+        d.addCallback(lambda reply: self.assertEqual(rrset_values(reply), ["10.0.0.2"]))
+        return d
+
+
 def free_port():
     """A port free on 127.0.0.1 for both UDP and TCP (kdns binds both)."""
     for _ in range(20):
