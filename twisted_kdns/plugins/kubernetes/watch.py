@@ -100,8 +100,9 @@ class Http(object):
             if auth.get("in") == "header" and auth.get("value"):
                 headers[auth["key"]] = auth["value"]
         url = self.host + path
+        query = sorted((k, v) for k, v in query.items() if v is not None)
         if query:
-            url += "?" + urlencode(sorted(query.items()))
+            url += "?" + urlencode(query)
         # retries=False: the watch loop owns retries (with backoff and one
         # log line), rather than urllib3 retrying at once and logging each.
         resp = self.pool.request("GET", url, headers=headers, preload_content=False, retries=False,
@@ -350,6 +351,8 @@ class KindLoop(object):
                 if self.rv is None:
                     metrics.RELISTS.labels(self.kind, reason).inc()
                     self.list(http, convert)
+                    if self.stop.is_set():  # stopped mid-list
+                        return
                     if self.failures:
                         self._log("info", "kubernetes {kind}: API reachable again, re-listed")
                     self.failures = 0
