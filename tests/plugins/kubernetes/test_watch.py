@@ -39,6 +39,24 @@ class InitialSyncTests(WatchHarness, unittest.TestCase):
         self.assertTrue(all("continue=" in p[1] for p in pages[1:]))
 
     @defer.inlineCallbacks
+    def test_daemon_threads_outside_the_reactor_pool(self):
+        """Each kind gets its own named daemon thread; the sync time is exported per kind."""
+        self.start_api()
+        self.populate(services=2)
+        before = time.time()
+        self.start_source()
+        yield self.wait_ready()
+        threads = [self.source.loops[k].thread for k in KINDS]
+        self.assertEqual([t.name for t in threads], ["kdns-watch-" + k for k in KINDS])
+        self.assertTrue(all(t.daemon and t.is_alive() for t in threads))
+        pool = getattr(reactor, "threadpool", None)
+        if pool is not None:
+            self.assertFalse(set(threads) & set(pool.threads))
+        for kind in KINDS:
+            self.assertGreaterEqual(sample("kdns_kubernetes_last_sync_timestamp_seconds", {"kind": kind}),
+                                    before)
+
+    @defer.inlineCallbacks
     def test_namespaces_filtered_client_side_labels_server_side(self):
         """C{namespaces} drops other namespaces' objects; C{labels} goes to the server as labelSelector."""
         self.start_api()
@@ -178,6 +196,29 @@ class FaultTests(WatchHarness, unittest.TestCase):
         self.assertGreater(sample("kdns_kubernetes_relists_total", {"kind": "services", "reason": "gone"}), gone)
         self.assertNotIn("default/svc-2", self.store.services)
         self.assertEqual(self.store.services["other/svc-1"].cluster_ips, ("10.8.0.2",))
+
+    @defer.inlineCallbacks
+    def test_failures_logged_on_the_reactor_thread(self):
+        """A failed request is logged once per attempt through twisted.logger, on the reactor thread."""
+        from twisted.logger import globalLogPublisher
+        seen = []
+
+        def observer(event):
+            if event.get("log_namespace") == "kdns.plugins.kubernetes" and "error" in event:
+                seen.append((threading.current_thread() is threading.main_thread(), event))
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        self.start_api()
+        self.populate(services=2)
+        self.api.fail_next(1, 500)
+        self.start_source(kinds=("services",))
+        yield self.wait_ready()
+        self.assertEqual(len(seen), 1)
+        on_main, event = seen[0]
+        self.assertTrue(on_main)
+        self.assertEqual(event["kind"], "services")
+        self.assertIn("HTTP 500", event["error"])
+        self.assertEqual(event["log_level"].name, "warn")
 
     @defer.inlineCallbacks
     def test_reset_resource_version_relists(self):
