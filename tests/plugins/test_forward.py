@@ -340,7 +340,7 @@ class Failures(unittest.TestCase):
         self.patch(resolver, "DEADLINE", 1.0)  # the slow queries give up after 1 s, not 5
         silent = SilentUDPServer()
         sport = listen_udp(self, silent)
-        _, port = start_server(self, block(["127.0.0.1:%d" % sport], "max_concurrent 2\n read_timeout 300ms"))
+        service, port = start_server(self, block(["127.0.0.1:%d" % sport], "max_concurrent 2\n read_timeout 300ms"))
         rejects = sample("coredns_forward_max_concurrent_rejects_total")
         slow = [query(port, "slow%d.example." % i, "A", timeout=6) for i in range(2)]
         while silent.queries < 2:
@@ -350,6 +350,7 @@ class Failures(unittest.TestCase):
         self.assertEqual(sample("coredns_forward_max_concurrent_rejects_total") - rejects, 1)
         replies = yield defer.gatherResults(slow)
         self.assertEqual([r.rcode() for r in replies], [2, 2])
+        self.assertEqual(service.generation.blocks[0].plugins["forward"].forwards[0].inflight, 0)
 
 
 class Tls(unittest.TestCase):

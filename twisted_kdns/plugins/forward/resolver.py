@@ -55,19 +55,20 @@ def to_response(message):
                     ad=bool(message.authenticData), plugin="forward")
 
 
+def rcode_error(response):
+    """The exception carrying a non-NOERROR upstream answer (NXDOMAIN keeps its SOA)."""
+    rcode = response.rcode
+    if rcode == dns.ENAME:
+        return NXDomain(response=response)
+    cls = _RCODE_ERRORS.get(rcode) or DNSRcode
+    return cls(response=response)
+
+
 def outcome(response):
     """A Deferred for the client: success for NOERROR, the rcode's exception otherwise."""
-    rcode = response.rcode
-    if rcode == dns.OK:
+    if response.rcode == dns.OK:
         return defer.succeed(response)
-    if rcode == dns.ENAME:
-        return defer.fail(NXDomain(response=response))
-    cls = _RCODE_ERRORS.get(rcode)
-    if cls is None:
-        exc = DNSRcode(response=response)
-    else:
-        exc = cls(response=response)
-    return defer.fail(exc)
+    return defer.fail(rcode_error(response))
 
 
 class Forward(object):
@@ -121,13 +122,7 @@ class Forward(object):
                                 payload=payload, do=kq.do)
         key = question_key(kq.name.name, kq.type, kq.cls)
         self.inflight += 1
-        d = _Exchange(self, kq, request, key, proto).start()
-        d.addBoth(self._done)
-        return d
-
-    def _done(self, result):
-        self.inflight -= 1
-        return result
+        return _Exchange(self, kq, request, key, proto).start()
 
     def start(self):
         self.active = True
@@ -259,14 +254,19 @@ class _Exchange(object):
         self.step()
 
     def deliver(self, response):
-        cfg = self.fwd.cfg
-        if response.rcode in cfg.next_rcodes or (
-                cfg.next_on_nodata and response.rcode == dns.OK and not response.answers):
+        fwd = self.fwd
+        fwd.inflight -= 1
+        cfg = fwd.cfg
+        rcode = response.rcode
+        if rcode in cfg.next_rcodes or (cfg.next_on_nodata and rcode == dns.OK and not response.answers):
             self.d.errback(Failure(PassToNext(self.kq.qname)))
-            return
-        outcome(response).chainDeferred(self.d)
+        elif rcode == dns.OK:
+            self.d.callback(response)
+        else:
+            self.d.errback(Failure(rcode_error(response)))
 
     def give_up(self, why=None):
+        self.fwd.inflight -= 1
         kq = self.kq
         what = "%s %s" % (fqdn(kq.qname), dns.QUERY_TYPES.get(kq.type, kq.type))
         if why is None:
@@ -322,7 +322,9 @@ class ForwardRouter(object):
                 continue
             except Exception:
                 return defer.fail(Failure())
-            return d.addErrback(self._next, kq, cands, i)
+            if i < len(cands):
+                d.addErrback(self._next, kq, cands, i)
+            return d
         return defer.fail(PassToNext(kq.qname))
 
     def _next(self, failure, kq, cands, i):
