@@ -19,6 +19,7 @@ HEADER = struct.Struct("!HBBHHHH")
 OUR_PAYLOAD = 1232
 TCP_MAX = 65535
 BADVERS = 16
+MAX_NAME = 253  # dotted form of a 255-octet wire name
 DO_BIT = 0x8000
 
 
@@ -57,6 +58,15 @@ def decode(data, header):
     if (len(message.queries), len(message.answers), len(message.authority),
             len(message.additional)) != (qd, an, ns, ar):
         raise Malformed(msg_id, (b3 >> 3) & 0xF, b3 & 1, "truncated message")
+    for section in (message.queries, message.answers, message.authority, message.additional):
+        for item in section:
+            name = item.name.name
+            # Twisted reads label types 0x40/0x80 as plain labels of 64..191
+            # octets and does not bound the name: RFC 1035 2.3.4 does (miekg
+            # answers FORMERR).  Any name over 63 octets is checked in full.
+            if len(name) > 63 and (len(name) > MAX_NAME or
+                                   max(len(label) for label in name.split(b".")) > 63):
+                raise Malformed(msg_id, (b3 >> 3) & 0xF, b3 & 1, "name or label too long")
     return message
 
 
