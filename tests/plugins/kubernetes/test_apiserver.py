@@ -116,6 +116,46 @@ class OfficialClientTests(WatchHarness, unittest.TestCase):
         self.assertTrue(any(r[1].startswith("/api?") or r[1] == "/api" for r in self.api.requests))
 
 
+LIGHT_SCRIPT = """
+import json, sys
+from twisted_kdns.plugins.kubernetes.apiclient import ClientFactory, client_classes
+from twisted_kdns.plugins.kubernetes.watch import Http
+class Cfg(object):
+    endpoint = sys.argv[1]
+    tls = kubeconfig = None
+conn = ClientFactory(Cfg())()
+light = sorted(m for m in sys.modules if m.startswith("kubernetes"))
+resp = Http(conn).get("/api/v1/services", {"limit": "2"}, (2, 5))
+items = len(json.loads(resp.data)["items"])
+from kubernetes import client            # the real package still imports cleanly afterwards
+full_ok = client.rest.RESTClientObject is not None and client.Configuration is not None
+print(json.dumps({"light": light, "items": items, "full_ok": full_ok}))
+"""
+
+
+class LightImportTests(WatchHarness, unittest.TestCase):
+
+    @defer.inlineCallbacks
+    def test_endpoint_mode_skips_the_client_package(self):
+        """
+        With endpoint (or in-cluster) the client's models and APIs are never
+        imported, requests still work through its configuration and HTTP
+        layer, and the real package imports normally afterwards.
+        """
+        import sys
+        self.start_api()
+        self.populate(services=3)
+        out = yield threads.deferToThread(
+            subprocess.run, [sys.executable, "-c", LIGHT_SCRIPT, self.api.url], capture_output=True,
+            text=True, timeout=60, cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+                os.path.abspath(__file__))))))
+        self.assertEqual(out.returncode, 0, out.stderr)
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        self.assertEqual(result["light"], [])
+        self.assertEqual(result["items"], 2)
+        self.assertTrue(result["full_ok"])
+
+
 class TokenFileTests(unittest.SynchronousTestCase):
 
     def test_rereads_on_change_and_keeps_last_when_missing(self):

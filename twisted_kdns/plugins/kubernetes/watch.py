@@ -77,7 +77,9 @@ class Http(object):
     GET requests through the official client's HTTP layer: the urllib3 pool
     its C{RESTClientObject} built from the configuration (TLS, CA, proxy)
     and the headers of its C{auth_settings()} (which runs the token
-    refresh hook first).
+    refresh hook first).  C{api_client} is an L{apiclient.Connection} or a
+    C{kubernetes.client.ApiClient} (both have C{configuration},
+    C{rest_client} and C{user_agent}).
 
     Why not the generated C{CoreV1Api.list_*} methods: on client 37 the
     first call of each builds pydantic validators worth ~20 MB of memory
