@@ -58,7 +58,7 @@ def parse_args(argv):
     p.add_argument("--scenarios", default="A,B,C,D,E", help="comma-separated (default A,B,C,D,E)")
     p.add_argument("--servers", default=None,
                    help="comma-separated rows to run (default all: unbound,dnsmasq,kdns,kdns-core,"
-                        "kdns+autopath,twisted-floor); unbound is always run when a ratio is wanted")
+                        "kdns-nofast,kdns+autopath,twisted-floor); unbound is always run when a ratio is wanted")
     p.add_argument("--services", type=int, default=1000, help="Services in the generated cluster")
     p.add_argument("--clients", type=int, default=4, help="dnsperf -c (default 4)")
     p.add_argument("--outstanding", type=int, default=100, help="dnsperf -q (default 100)")
@@ -262,6 +262,9 @@ def start_row(spec, scen, ds, upstream_port, args):
             return skip
         argv = [sys.executable, "-m", "twisted_kdns", "--corefile", conf, "--log-level", "warn"]
     env = kdns_env(args.kdns_source) if spec.kind == "kdns" else None
+    if spec.env:
+        env = dict(env or os.environ, **spec.env)
+        notes.append("with %s" % (" ".join("%s=%s" % kv for kv in sorted(spec.env.items())),))
     proc = procs.Process(tag, argv, log, cpu=args.server_cpu, cwd=ds.workdir, env=env).start()
     return Running(spec, proc, port, notes)
 
@@ -282,8 +285,17 @@ def verify(row):
 # --- measurements -----------------------------------------------------------
 
 def perf(row, scen, ds, args, duration, **kw):
-    return dnsperf.run(row.port, ds.queries[row.spec.queries], duration, cpu=args.client_cpu,
-                       tcp=scen.tcp, clients=args.clients, outstanding=args.outstanding, **kw)
+    """One dnsperf run against C{row}; C{None} (and a note on the row) when dnsperf fails."""
+    try:
+        return dnsperf.run(row.port, ds.queries[row.spec.queries], duration, cpu=args.client_cpu,
+                           tcp=scen.tcp, clients=args.clients, outstanding=args.outstanding, **kw)
+    except dnsperf.DnsperfError as e:
+        text = str(e).splitlines()
+        note = "dnsperf failed: %s" % ((text[-1] if text else str(e))[:120],)
+        say("  %s %-14s %s", scen.key, row.spec.name, note)
+        if note not in row.notes:
+            row.notes.append(note)
+        return None
 
 
 def measure_round(rnd, rows, scen, ds, args, state):
@@ -295,6 +307,8 @@ def measure_round(rnd, rows, scen, ds, args, state):
         c0 = row.proc.cpu()
         res = perf(row, scen, ds, args, args.duration)
         c1 = row.proc.cpu()
+        if res is None:
+            continue
         sent = res["sent"] or 0
         entry = {"round": rnd, "qps": res["qps"], "sent": sent, "completed": res["completed"],
                  "lost_pct": 100.0 * (res["lost"] or 0) / sent if sent else None,
@@ -318,13 +332,15 @@ def measure_round(rnd, rows, scen, ds, args, state):
         c0 = row.proc.cpu()
         res = perf(row, scen, ds, args, args.rate_duration, rate=state["cpu_rate"])
         c1 = row.proc.cpu()
-        if res["completed"]:
+        if res is not None and res["completed"]:
             entry["cpu_us"] = 1e6 * (c1 - c0) / res["completed"]
             entry["cpu_rate_achieved"] = res["qps"]
         if args.no_latency or base is None or not base.rounds[-1].get("qps"):
             continue
         lat_rate = 0.5 * base.rounds[-1]["qps"]
         res = perf(row, scen, ds, args, args.rate_duration, rate=lat_rate, verbose=True)
+        if res is None:
+            continue
         p99 = dnsperf.percentile(res["latencies"], 99)
         entry["p99_ms"] = 1000 * p99 if p99 is not None else None
         entry["p99_rate"] = lat_rate
@@ -341,7 +357,7 @@ def profile_row(row, scen, ds, args):
     raw = os.path.join(ds.workdir, "profile-%s-%s.txt" % (scen.key, row.spec.name))
     result = {}
     t = threading.Thread(target=lambda: result.update(
-        perf=perf(row, scen, ds, args, seconds + 2)))
+        perf=perf(row, scen, ds, args, seconds + 2) or {}))
     t.start()
     time.sleep(1)
     why = profile.record(row.proc.pid, seconds, raw)
@@ -457,7 +473,12 @@ def main(argv=None):
             uport = 0
         for scen in selected:
             say("scenario %s: %s", scen.key, scen.title)
-            run["scenarios"].append(run_scenario(scen, ds, uport, args))
+            try:
+                run["scenarios"].append(run_scenario(scen, ds, uport, args))
+            except Exception as e:  # keep the other scenarios' results
+                say("scenario %s failed: %r", scen.key, e)
+                run["scenarios"].append({"key": scen.key, "title": scen.title, "rows": [
+                    {"name": "(all)", "qpl": 1, "skipped": "scenario failed: %r" % (e,)}]})
     finally:
         if upstream is not None:
             upstream.stop()

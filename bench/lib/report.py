@@ -105,6 +105,12 @@ def markdown(run):
                 continue
             s = summarise(row, base)
             row["summary"] = s
+            short = [r for r in row["rounds"] if r.get("p99_rate") and r.get("p99_rate_achieved")
+                     and r["p99_rate_achieved"] < 0.95 * r["p99_rate"]]
+            if short:
+                r = short[0]
+                notes.append("saturated in the p99 run (%s of %s q/s)" % (
+                    fmt(r["p99_rate_achieved"]), fmt(r["p99_rate"])))
             qps = fmt(s["qps"])
             if row["qpl"] != 1 or scen["key"] == "E":
                 qps += " (%s lookups/s)" % (fmt(s["lookups"]),)

@@ -44,10 +44,11 @@ class ServerSpec(object):
         production plugins are dropped (and named) when not available.
     @ivar drop / add: production Corefile edits for this row.
     @ivar qpl: queries the client sends per lookup (E: 5 without autopath).
+    @ivar env: extra environment for the server (kdns-nofast: KDNS_FASTPATH=0).
     """
 
     def __init__(self, name, kind, queries, probes, cache=True, corefile="production",
-                 requires=(), drop=(), add=(), pods="insecure", qpl=1):
+                 requires=(), drop=(), add=(), pods="insecure", qpl=1, env=None):
         self.name = name
         self.kind = kind
         self.queries = queries
@@ -59,6 +60,7 @@ class ServerSpec(object):
         self.add = tuple(add)
         self.pods = pods
         self.qpl = qpl
+        self.env = env or {}
 
 
 class Scenario(object):
@@ -71,6 +73,10 @@ class Scenario(object):
         self.upstream = upstream
 
 
+# The same server with the wire-level memo (twisted_kdns/server/fastpath.py) off.
+NOFAST = {"KDNS_FASTPATH": "0"}
+
+
 def _cluster(key, title, tcp):
     probes = [Probe("svc7.ns7.svc.cluster.local", address="10.96.0.8"),
               Probe("svc999.ns9.svc.cluster.local", address="10.96.3.250")]
@@ -78,6 +84,7 @@ def _cluster(key, title, tcp):
         ServerSpec("unbound", "unbound", "cluster", probes),
         ServerSpec("dnsmasq", "dnsmasq", "cluster", probes),
         ServerSpec("kdns", "kdns", "cluster", probes, requires=("kubernetes",)),
+        ServerSpec("kdns-nofast", "kdns", "cluster", probes, requires=("kubernetes",), env=NOFAST),
         ServerSpec("kdns-core", "kdns", "cluster", probes, corefile="core"),
         ServerSpec("twisted-floor", "floor", "cluster", probes),
     ])
@@ -96,6 +103,7 @@ def all_scenarios():
             ServerSpec("unbound", "unbound", "forwarded", fwd),
             ServerSpec("dnsmasq", "dnsmasq", "forwarded", fwd),
             ServerSpec("kdns", "kdns", "forwarded", fwd, requires=("forward", "cache")),
+            ServerSpec("kdns-nofast", "kdns", "forwarded", fwd, requires=("forward", "cache"), env=NOFAST),
         ]),
         Scenario("C", "cache misses: forwarding, cache off", upstream=True, servers=[
             ServerSpec("unbound", "unbound", "misses", miss, cache=False),
