@@ -12,7 +12,8 @@ unbound's saturated rate of that round (p99 latency).  Ratios are taken
 against unbound within each round; the table shows medians.
 
 Usage: bench/run.py [--quick] [--rounds N] [--duration S] [--warmup S]
-                    [--scenarios A,B,...] [--servers unbound,kdns,...]
+                    [--scenarios A,B,...] [--servers unbound,kdns,...] [--profile]
+       bench/run.py --rerender bench/results/latest.json   (table and chart again)
 """
 
 import argparse
@@ -435,8 +436,28 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
+def rerender(json_path, no_chart=False):
+    """Write the .md (and .png) again from a results JSON (after a report change)."""
+    import json
+    with open(json_path) as f:
+        run = json.load(f)
+    stem = os.path.splitext(json_path)[0]
+    md = report.markdown(run)
+    with open(stem + ".md", "w") as f:
+        f.write(md)
+    if not no_chart:
+        why = report.chart(run, stem + ".png")
+        if why:
+            say("no chart: %s", why)
+    sys.stdout.write(md)
+    return 0
+
+
 def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--rerender"]:
+        return rerender(argv[1], "--no-chart" in argv)
+    args = parse_args(argv)
     ensure_tools(args.no_install)
     chart_note = None if args.no_chart else ensure_matplotlib(args.no_install)
     if args.profile:
@@ -449,7 +470,7 @@ def main(argv=None):
                          stderr=subprocess.DEVNULL).stdout.decode().strip() or "?"
     run_kdns = ("commit %s (git archive HEAD)" % rev) if args.kdns_source else \
         ("the working tree at %s (uncommitted changes included)" % rev)
-    run = {"config": dict(vars(args), argv=sys.argv[1:] if argv is None else argv),
+    run = {"config": dict(vars(args), argv=argv),
            "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "machine": "%s %s, %s" % (platform.system(), platform.release(), platform.python_version()),
            "cpus": os.cpu_count() or 1, "load_before": loadavg(), "noise": args.noise,

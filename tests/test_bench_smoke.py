@@ -114,6 +114,20 @@ class ReportTests(unittest.SynchronousTestCase):
         self.assertAlmostEqual(s["cpu_x"], 0.3)
         self.assertEqual(s["qps"], 35.0)
 
+    def test_targetsNameTheRatios(self):
+        """The targets table shows kdns' median per-round ratio and whether it meets the bound."""
+        def row(name, *qps):
+            return {"name": name, "qpl": 1,
+                    "rounds": [{"round": i + 1, "qps": q} for i, q in enumerate(qps)]}
+        run = {"scenarios": [{"key": "A", "title": "a", "rows": [row("unbound", 100.0, 200.0),
+                                                                 row("kdns", 95.0, 180.0)]},
+                             {"key": "C", "title": "c", "rows": [row("dnsmasq", 100.0),
+                                                                 row("kdns", 50.0)]}]}
+        lines = report.targets(run)
+        self.assertIn("| A: QPS at saturation ≥ 0.9× unbound | 0.93× | yes |", lines)
+        self.assertIn("| C: forwarding QPS ≥ 0.6× dnsmasq | 0.50× | **no** |", lines)
+        self.assertIn("| D: TCP QPS ≥ 0.8× unbound | – | not measured |", lines)
+
     def test_percentile(self):
         """Nearest-rank p99 of 1..100 is 99; an empty list has none."""
         self.assertEqual(dnsperf.percentile(list(range(1, 101)), 99), 99)

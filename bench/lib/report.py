@@ -119,8 +119,56 @@ def markdown(run):
                 label, row["name"], qps, fmt(s["qps_x"], 2, "×"), fmt(s["cpu_us"], 1),
                 fmt(s["cpu_x"], 2, "×"), fmt(s["p99_ms"], 2), fmt(s["p99_x"], 2, "×"),
                 fmt(s["lost_pct"], 2, "%"), "; ".join(notes)))
+    lines += targets(run)
     lines += ["", "Raw per-round figures: `latest.json`. Chart: `latest.png`.", ""]
     return "\n".join(lines)
+
+
+def _row(run, key, name):
+    for scen in run["scenarios"]:
+        if scen["key"] == key:
+            for row in scen["rows"]:
+                if row["name"] == name and row.get("rounds"):
+                    return row
+    return None
+
+
+def _ratio_to(row, base, field="qps"):
+    """Median over rounds of row/base for C{field}, in lookups for QPS."""
+    if row is None or base is None:
+        return None
+    by_round = {r["round"]: r for r in base["rounds"]}
+    out = []
+    for r in row["rounds"]:
+        b = by_round.get(r["round"])
+        if b and r.get(field) and b.get(field):
+            out.append(r[field] / b[field])
+    return median(out)
+
+
+def targets(run):
+    """The issue's targets, each with the measured ratio for the kdns row (production Corefile)."""
+    checks = []
+    for key in ("A", "B"):
+        kdns, unbound = _row(run, key, "kdns"), _row(run, key, "unbound")
+        checks += [
+            ("%s: QPS at saturation ≥ 0.9× unbound" % key, _ratio_to(kdns, unbound), 0.9, True),
+            ("%s: CPU µs/query ≤ 1.3× unbound" % key, _ratio_to(kdns, unbound, "cpu_us"), 1.3, False),
+            ("%s: p99 at 50%% of unbound's rate ≤ 2× unbound" % key,
+             _ratio_to(kdns, unbound, "p99_ms"), 2.0, False)]
+    checks.append(("C: forwarding QPS ≥ 0.6× dnsmasq", _ratio_to(_row(run, "C", "kdns"),
+                                                                _row(run, "C", "dnsmasq")), 0.6, True))
+    checks.append(("D: TCP QPS ≥ 0.8× unbound", _ratio_to(_row(run, "D", "kdns"),
+                                                         _row(run, "D", "unbound")), 0.8, True))
+    lines = ["", "## Targets (issue 8), kdns with the production Corefile", "",
+             "| Target | measured | met? |", "|---|--:|---|"]
+    for label, value, bound, at_least in checks:
+        if value is None:
+            lines.append("| %s | – | not measured |" % (label,))
+            continue
+        ok = value >= bound if at_least else value <= bound
+        lines.append("| %s | %s | %s |" % (label, fmt(value, 2, "×"), "yes" if ok else "**no**"))
+    return lines
 
 
 def save_json(run, path):
