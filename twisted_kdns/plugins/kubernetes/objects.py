@@ -42,8 +42,8 @@ def _meta(raw):
 
 def canonical_ip(text):
     """The canonical text form of an address, or C{None} if it is not one."""
-    if not isinstance(text, str) or not text:
-        return None
+    if not isinstance(text, str) or not text or "%" in text:
+        return None  # a scoped IPv6 ("fe80::1%eth0") is no address to Go's ParseIP either
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
