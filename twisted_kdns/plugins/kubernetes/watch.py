@@ -164,7 +164,7 @@ class ApiSource(service.Service):
     @param kinds: the kinds to watch, a subset of L{KINDS}.
     @param store: C{replace(kind, records)} and C{apply(kind, type, record)},
         called on the reactor thread only.
-    @param client_factory: makes a fresh C{ApiClient} (default: from
+    @param client_factory: makes a fresh L{apiclient.Connection} (default: from
         C{config}, see L{apiclient.ClientFactory}).
     @param backoff: C{(first, cap)} delays in seconds after failures.
     @param rand: C{() -> [0, 1)}, the jitter source.
