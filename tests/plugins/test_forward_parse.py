@@ -134,29 +134,3 @@ class Replies(unittest.SynchronousTestCase):
         response = self.successResultOf(outcome(to_response(self.message(dns.OK))))
         self.assertEqual(response.rcode, 0)
         self.assertEqual(response.plugin, "forward")
-
-
-class Docs(unittest.SynchronousTestCase):
-
-    def test_examplesBuild(self):
-        """Every ~~~ corefile example in forward.md and loop.md loads and sets up."""
-        import os
-        import re
-
-        from twisted.internet.task import Clock
-
-        from twisted_kdns.config import build
-        root = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "plugins")
-        seen = 0
-        for page in ("forward.md", "loop.md"):
-            with open(os.path.join(root, page)) as f:
-                text = f.read()
-            for section in ("## Name", "## Description", "## Syntax", "## Examples", "## Metrics", "## Bugs"):
-                self.assertIn(section, text, page)
-            for example in re.findall(r"~~~ corefile\n(.*?)~~~", text, re.S):
-                seen += 1
-                try:
-                    build(load(text=example), Clock())
-                except Exception as e:
-                    self.fail("%s example failed: %s\n%s" % (page, e, example))
-        self.assertEqual(seen, 6)

@@ -4,9 +4,8 @@ from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from tests.helpers import start_server
-from tests.plugins.test_prometheus import doc_examples, parse, parse_error
+from tests.plugins.test_prometheus import parse, parse_error
 from tests.test_web import Flag, http_get
-from twisted_kdns import config
 
 READY = ".:0 {\n bind 127.0.0.1\n ready 127.0.0.1:0\n whoami\n}\n"
 
@@ -25,12 +24,7 @@ class ParseTests(unittest.SynchronousTestCase):
         self.assertIn("can only be used once", parse_error(self, " ready\n ready :1"))
         self.assertIn("Corefile:2 - Error during parsing: missing port", parse_error(self, " ready 8181"))
 
-    def test_docExamplesParse(self):
-        """Every corefile example in docs/plugins/ready.md parses and builds."""
-        examples = doc_examples("ready")
-        self.assertTrue(examples)
-        for text in examples:
-            config.build(config.load(text=text), reactor)
+
 
 
 class ReadyHttpTests(unittest.TestCase):
