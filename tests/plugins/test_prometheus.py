@@ -1,6 +1,5 @@
 """prometheus: its Corefile syntax, what setup declares, and its doc examples."""
 
-import os
 
 from twisted.internet import reactor
 from twisted.trial import unittest
