@@ -98,3 +98,22 @@ def rrset_values(reply, section="answer"):
         for rd in rrset:
             out.append(rd.to_text())
     return sorted(out)
+
+
+def spawn(testcase, argv, **popen_kw):
+    """
+    Start a process (stdout and stderr piped together) that is killed and
+    reaped when the test ends.
+    """
+    popen_kw.setdefault("stdout", subprocess.PIPE)
+    popen_kw.setdefault("stderr", subprocess.STDOUT)
+    proc = subprocess.Popen(argv, **popen_kw)
+
+    def reap():
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    testcase.addCleanup(reap)
+    return proc

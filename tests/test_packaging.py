@@ -21,6 +21,7 @@ import time
 
 from twisted.trial import unittest
 
+from tests.helpers import spawn
 from twisted_kdns import __version__
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -338,17 +339,10 @@ class DebCycleTests(unittest.SynchronousTestCase):
         notify.settimeout(20)
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "NOTIFY_SOCKET": "@" + name,
                "PYTHONDONTWRITEBYTECODE": "1"}
-        proc = subprocess.Popen(
-            ["setpriv", "--reuid=" + user, "--regid=" + user, "--init-groups", "--no-new-privs",
+        proc = spawn(
+            self, ["setpriv", "--reuid=" + user, "--regid=" + user, "--init-groups", "--no-new-privs",
              "--inh-caps=+" + cap, "--ambient-caps=+" + cap, "--bounding-set=-all,+" + cap] + argv,
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-        def reap():
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            proc.stdout.close()
-        self.addCleanup(reap)
+            env=env)
         self.assertIn("READY=1", notify.recv(4096).decode())
         self.assertEqual(self.ask(port), ["10.53.0.7"])
         with open("/proc/%d/status" % proc.pid) as f:

@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -17,7 +16,7 @@ from twisted.internet import reactor
 from twisted.internet.task import Clock, deferLater
 from twisted.trial import unittest
 
-from tests.helpers import query, rrset_values, start_server, write_corefile
+from tests.helpers import query, rrset_values, spawn, start_server, write_corefile
 from twisted_kdns import systemd
 
 
@@ -285,15 +284,7 @@ class ProcessNotifyTests(unittest.TestCase):
         port = free_port()
         path = write_corefile(self, ".:%d {\n bind 127.0.0.1\n hosts {\n  10.4.4.4 proc.example.org\n }\n}\n" % port)
         env = dict(os.environ, NOTIFY_SOCKET=fake.env_value, PYTHONDONTWRITEBYTECODE="1")
-        proc = subprocess.Popen([sys.executable, "-m", "twisted_kdns", "--corefile", path],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-
-        def reap():
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            proc.stdout.close()
-        self.addCleanup(reap)
+        proc = spawn(self, [sys.executable, "-m", "twisted_kdns", "--corefile", path], env=env)
 
         got = fake.wait_for("READY=1", 15)
         if not (got and "READY=1" in got[-1]):

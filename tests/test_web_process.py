@@ -7,14 +7,13 @@ the process exits.
 
 import re
 import signal
-import subprocess
 import sys
 import time
 
 from twisted.internet import defer, reactor, task, threads
 from twisted.trial import unittest
 
-from tests.helpers import query, raw_udp, rrset_values, write_corefile
+from tests.helpers import query, raw_udp, rrset_values, spawn, write_corefile
 from tests.test_web import http_get
 
 COREFILE = """\
@@ -39,16 +38,8 @@ class ProcessTests(unittest.TestCase):
     timeout = 40
 
     def start(self, path):
-        proc = subprocess.Popen([sys.executable, "-m", "twisted_kdns", "--corefile", path],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = spawn(self, [sys.executable, "-m", "twisted_kdns", "--corefile", path], text=True)
         self.output = []
-
-        def reap():
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            proc.stdout.close()
-        self.addCleanup(reap)
 
         def ports():
             dns_port = http_port = None
