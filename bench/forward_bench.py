@@ -134,6 +134,28 @@ remote-control:
                          cpu=SERVER_CPU)
 
 
+def profile_kdns(server, datafile, args):
+    """An extra saturated run of kdns under py-spy (not measured); the summary goes to C{args.profile}."""
+    import threading
+    from bench.lib import profile
+    proc, port = server
+    seconds = max(3.0, args.duration)
+    raw = args.profile + ".raw"
+    got = {}
+    t = threading.Thread(target=lambda: got.update(dnsperf.run(
+        port, datafile, seconds + 2, cpu=CLIENT_CPU, outstanding=args.outstanding)))
+    t.start()
+    time.sleep(1)
+    why = profile.record(proc.pid, seconds, raw)
+    t.join()
+    with open(args.profile, "w") as f:
+        f.write("# Profile: kdns forwarding, cache off (bench/forward_bench.py --profile)\n\n")
+        f.write("py-spy, %g s at saturation (%.0f q/s while sampled; sampling slows the server).\n\n" % (
+            seconds, got.get("qps") or 0))
+        f.write(why + "\n" if why else profile.summarise(raw, top=40))
+    say("profile: %s", why or args.profile)
+
+
 BUILDERS = {"kdns": kdns, "dnsmasq": dnsmasq, "unbound": unbound}
 
 
@@ -146,6 +168,9 @@ def main(argv=None):
     p.add_argument("--outstanding", type=int, default=100, help="dnsperf -q (default 100)")
     p.add_argument("--servers", default="kdns,dnsmasq,unbound")
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--profile", metavar="OUT.md",
+                   help="after the rounds, sample kdns with py-spy during an extra saturated run "
+                        "and write the summary (stages, top functions) here")
     args = p.parse_args(argv)
     for tool in ("dnsperf", "dnsmasq", "unbound", "taskset"):
         if shutil.which(tool) is None:
@@ -188,6 +213,8 @@ def main(argv=None):
                 results[name].append(r)
                 say("round %d %-8s %8.0f q/s  avg %.2f ms  lost %d  %s  %.1f us CPU/query", rnd + 1, name,
                     r["qps"], (r["avg_latency"] or 0) * 1e3, r["lost"], r["rcodes"], r["cpu_us_per_query"])
+        if args.profile and "kdns" in servers:
+            profile_kdns(servers["kdns"], datafile, args)
     finally:
         procs.wait_exit(started[::-1])
     summary = {}

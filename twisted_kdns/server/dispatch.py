@@ -135,13 +135,20 @@ class Dispatcher(object):
                 kq.error = outcome
             else:
                 response = as_response(outcome)
-            reply = wire.reply_message(
-                message.id, message.opCode, message.recDes, message.checkingDisabled,
-                response.rcode, message.queries, response.answers, response.authority,
-                response.additional, aa=response.aa and response.rcode in (0, 3),
-                ra=response.ra, ad=response.ad and (kq.do or message.authenticData),
-                edns=edns, ext_rcode=response.rcode >> 4)
-            data = wire.encode(reply, limit)
+            # A response that writes its own reply (forward's, from the upstream
+            # bytes: plugins/forward/reply.py) gives (reply, bytes) or None.
+            encoded = getattr(response, "encoded", None)
+            encoded = encoded(kq, message, edns, limit) if encoded is not None else None
+            if encoded is not None:
+                reply, data = encoded
+            else:
+                reply = wire.reply_message(
+                    message.id, message.opCode, message.recDes, message.checkingDisabled,
+                    response.rcode, message.queries, response.answers, response.authority,
+                    response.additional, aa=response.aa and response.rcode in (0, 3),
+                    ra=response.ra, ad=response.ad and (kq.do or message.authenticData),
+                    edns=edns, ext_rcode=response.rcode >> 4)
+                data = wire.encode(reply, limit)
             kq.response = response
             for hook in kq.hooks:
                 hook(kq, reply, data)

@@ -26,8 +26,10 @@ from twisted_kdns.errors import DNSRcode, FormErr, NotImp, NXDomain, PassToNext,
 from twisted_kdns.names import fqdn, is_subdomain
 from twisted_kdns.plugins.forward import metrics
 from twisted_kdns.plugins.forward.policy import make as make_policy
-from twisted_kdns.plugins.forward.transport import UpstreamError, UpstreamTimeout, question_key
-from twisted_kdns.plugins.forward.wire import build_request
+from twisted_kdns.plugins.forward.reply import ForwardResponse
+from twisted_kdns.plugins.forward.transport import (UpstreamError, UpstreamTimeout, question_key,
+                                                    question_wire)
+from twisted_kdns.plugins.forward.wire import Reply, build_request
 from twisted_kdns.plugins.forward.upstream import Upstream
 from twisted_kdns.response import Response
 
@@ -35,13 +37,22 @@ log = Logger(namespace="kdns.plugins.forward")
 
 DEADLINE = 5.0
 MAX_UDP_OFFER = 1232
+REQUEST_MEMO = 4096  # encoded upstream requests kept per forward (cleared when full)
 
 _RCODE_ERRORS = {dns.ENAME: None, dns.ESERVER: ServFail, dns.EREFUSED: Refused,
                  dns.ENOTIMP: NotImp, dns.EFORMAT: FormErr}
 
 
-def to_response(message):
-    """The upstream's answer as a L{Response} keeping its rcode and AA/RA/AD."""
+def to_response(message, kq=None):
+    """
+    The upstream's answer as a L{Response} keeping its rcode and AA/RA/AD:
+    a L{ForwardResponse} (records decoded when read, reply written from the
+    upstream bytes for C{kq}) for a L{Reply} read by C{wire.read_reply}.
+    """
+    if isinstance(message, Reply):
+        if message.fast:
+            return ForwardResponse(message, kq)
+        message = message.message()
     ext = 0
     additional = []
     for rr in message.additional:
@@ -85,6 +96,7 @@ class Forward(object):
         self.upstreams = [Upstream(s, cfg, reactor, tls_context) for s in cfg.to]
         self.inflight = 0
         self.active = False
+        self.requests = {}
 
     def __repr__(self):
         return "<Forward %s -> %r>" % (fqdn(self.from_zone), [u.spec for u in self.upstreams])
@@ -118,11 +130,17 @@ class Forward(object):
             payload = max(512, min(kq.edns.payload, MAX_UDP_OFFER))
         message = kq.message
         rd = bool(message.recDes) if message is not None else True
-        request = build_request(kq.name.name, kq.type, kq.cls, rd=rd, cd=kq.cd,
-                                payload=payload, do=kq.do)
-        key = question_key(kq.name.name, kq.type, kq.cls)
+        name = kq.name.name
+        memo_key = (name, kq.type, kq.cls, rd, kq.cd, payload, kq.do)
+        built = self.requests.get(memo_key)
+        if built is None:
+            request = build_request(name, kq.type, kq.cls, rd=rd, cd=kq.cd, payload=payload, do=kq.do)
+            built = (request, question_key(name, kq.type, kq.cls), question_wire(request))
+            if len(self.requests) >= REQUEST_MEMO:
+                self.requests.clear()
+            self.requests[memo_key] = built
         self.inflight += 1
-        return _Exchange(self, kq, request, key, proto).start()
+        return _Exchange(self, kq, built, proto).start()
 
     def start(self):
         self.active = True
@@ -159,26 +177,34 @@ class Forward(object):
         return None
 
 
-def _send(up, request, key, proto, timeout):
-    """C{up.send}, with a synchronous exception turned into a failed Deferred (never a hang)."""
-    try:
-        return up.send(request, key, proto, timeout)
-    except Exception:
-        return defer.fail(Failure())
+def _has_answers(response):
+    """Whether the answer section is non-empty, without decoding a L{ForwardResponse}."""
+    if isinstance(response, ForwardResponse):
+        return response.ancount > 0
+    return bool(response.answers)
 
 
 class _Exchange(object):
-    """One client query walking the upstreams."""
+    """
+    One client query walking the upstreams.  One attempt is outstanding at
+    a time; the transport calls L{reply} or L{error} directly (no Deferred
+    per attempt), the client's Deferred fires once, from L{deliver} or
+    L{give_up}.
+    """
 
-    def __init__(self, fwd, kq, request, key, proto):
+    __slots__ = ("fwd", "kq", "request", "key", "qwire", "proto", "reactor", "order", "total", "i",
+                 "fails", "broken", "timed_out", "deadline", "last_error", "last_reply", "d",
+                 "up", "started", "attempt_proto")
+
+    def __init__(self, fwd, kq, built, proto):
         self.fwd = fwd
         self.kq = kq
-        self.request = request
-        self.key = key
+        self.request, self.key, self.qwire = built
         self.proto = proto
         self.reactor = fwd.reactor
-        self.order = fwd.policy.order(fwd.upstreams)
-        self.total = len(fwd.upstreams)
+        ups = fwd.upstreams
+        self.total = len(ups)
+        self.order = ups if self.total == 1 else fwd.policy.order(ups)
         self.i = 0
         self.fails = 0
         self.broken = False
@@ -221,28 +247,39 @@ class _Exchange(object):
                 up = fwd.rng.choice(fwd.upstreams)
             timeout = min(fwd.cfg.read_timeout, self.deadline - now)
             up.count_request()
-            d = _send(up, self.request, self.key, self.proto, timeout)
-            d.addCallbacks(self.reply, self.error, callbackArgs=(up, now, self.proto), errbackArgs=(up,))
+            self.attempt(up, self.proto, now, timeout)
             return
 
-    def reply(self, message, up, started, proto):
-        if message.trunc and proto == "udp" and not up.tls:
+    def attempt(self, up, proto, started, timeout):
+        """Send to C{up}; a synchronous exception becomes a failed attempt (never a hang)."""
+        self.up = up
+        self.started = started
+        self.attempt_proto = proto
+        try:
+            up.send_to(self.request, self.key, self.qwire, proto, timeout, self.reply, self.error)
+        except Exception:
+            self.error(Failure())
+
+    def reply(self, message):
+        up = self.up
+        if message.trunc and self.attempt_proto == "udp" and not up.tls:
             # Truncated: ask the same upstream again over TCP.
             left = self.deadline - self.reactor.seconds()
             if left > 0:
-                d = _send(up, self.request, self.key, "tcp", min(self.fwd.cfg.read_timeout, left))
-                d.addCallbacks(self.reply, self.error, callbackArgs=(up, started, "tcp"),
-                               errbackArgs=(up,))
+                self.attempt(up, "tcp", self.started, min(self.fwd.cfg.read_timeout, left))
                 return
-        response = to_response(message)
-        up.count_response(response.rcode, self.reactor.seconds() - started)
+        response = to_response(message, self.kq)
+        up.count_response(response.rcode, self.reactor.seconds() - self.started)
         if response.rcode in self.fwd.cfg.failover_rcodes:
             self.last_reply = response
             if self.i < len(self.order):
                 return self.step()
         self.deliver(response)
 
-    def error(self, failure, up):
+    def error(self, failure):
+        if not isinstance(failure, Failure):
+            failure = Failure(failure)
+        up = self.up
         if not failure.check(UpstreamError):
             log.failure("forward: unexpected error talking to {to}", failure=failure, to=up.label)
         self.last_error = (up.label, failure.getErrorMessage())
@@ -258,7 +295,7 @@ class _Exchange(object):
         fwd.inflight -= 1
         cfg = fwd.cfg
         rcode = response.rcode
-        if rcode in cfg.next_rcodes or (cfg.next_on_nodata and rcode == dns.OK and not response.answers):
+        if rcode in cfg.next_rcodes or (cfg.next_on_nodata and rcode == dns.OK and not _has_answers(response)):
             self.d.errback(Failure(PassToNext(self.kq.qname)))
         elif rcode == dns.OK:
             self.d.callback(response)

@@ -14,7 +14,8 @@ query.  TLS uses the standard library's C{ssl} through memory BIOs, so no
 pyOpenSSL is needed.
 """
 
-import random
+import heapq
+import os
 import ssl
 import struct
 
@@ -26,7 +27,6 @@ from twisted_kdns.plugins.forward import wire
 log = Logger(namespace="kdns.plugins.forward")
 
 _ID = struct.Struct("!H")
-_sysrandom = random.SystemRandom()
 
 
 class UpstreamError(Exception):
@@ -45,58 +45,145 @@ def question_key(name, qtype, qcls):
     return (name.lower().rstrip(b"."), qtype, qcls)
 
 
-def parse_reply(data, key):
+def parse_reply(data, key, qwire=None):
     """
-    A decoded reply matching question C{key}, or C{None} (not a response,
-    unreadable, or another question: ignored, never fatal).  The question
-    is checked before the records are decoded.
+    The reply read by C{wire.read_reply} when it matches question C{key}
+    (and, when given, our question bytes C{qwire}), or C{None}: not a
+    response, unreadable, or another question, all ignored and never
+    fatal.  The question is checked before the records are read.
     """
     if len(data) < 12 or not data[2] & 0x80:
         return None
     try:
-        _id, name, qtype, qcls, _off = wire.question(data)
-        if (name.lower(), qtype, qcls) != key:
-            return None
-        return wire.decode_reply(data)
+        return wire.read_reply(data, key, qwire)
     except (wire.BadMessage, ValueError, IndexError):
         return None
 
 
-class _Pending(object):
-    __slots__ = ("d", "key", "call")
+class _Ids(object):
+    """
+    Random 16-bit query IDs from the system's CSPRNG, read 4 KiB at a time
+    (one C{getrandom} call per 2,048 queries instead of one per query).
+    """
 
-    def __init__(self, d, key, call):
-        self.d = d
+    def __init__(self, chunk=4096):
+        self.chunk = chunk
+        self.ids = iter(())
+
+    def next(self):
+        for value in self.ids:
+            return value
+        self.ids = iter(struct.unpack("!%dH" % (self.chunk // 2,), os.urandom(self.chunk)))
+        return next(self.ids)
+
+
+_ids = _Ids()
+
+
+class _Pending(object):
+    """One query waiting for its reply: C{ok(reply)} or C{fail(exception)} is called once."""
+
+    __slots__ = ("ok", "fail", "key", "qwire", "deadline")
+
+    def __init__(self, ok, fail, key, qwire, deadline):
+        self.ok = ok
+        self.fail = fail
         self.key = key
-        self.call = call
+        self.qwire = qwire
+        self.deadline = deadline
+
+
+def question_wire(request):
+    """The question section of a request we built (12-byte header, uncompressed name)."""
+    off = 12
+    n = len(request)
+    while off < n:
+        length = request[off]
+        if length == 0:
+            return request[12:off + 5]
+        off += 1 + length
+    return None
 
 
 class _Outstanding(object):
-    """Queries waiting on one socket or connection, by ID."""
+    """
+    Queries waiting on one socket or connection, by ID.
+
+    Timeouts: one timer per socket, set for the earliest deadline, instead
+    of a C{callLater} (and its cancellation) per query.  Deadlines sit in a
+    heap; answered queries are dropped from it lazily when the timer fires.
+    """
 
     def __init__(self, reactor):
         self.reactor = reactor
         self.pending = {}
+        self.deadlines = []
+        self.timer = None
+        self.timer_at = None
+        self.seq = 0
 
     def add(self, key, timeout):
         """A fresh random ID not in use here, and the Deferred of its reply."""
+        d = defer.Deferred()
+        msg_id = self.expect(d.callback, d.errback, key, None, timeout)
+        return msg_id, d
+
+    def expect(self, ok, fail, key, qwire, timeout):
+        """Register a query; C{ok(reply)} or C{fail(exc)} will be called.  @return: its ID."""
         pending = self.pending
         if len(pending) >= 60000:
             raise UpstreamError("too many outstanding queries on one socket")
         while True:
-            msg_id = _sysrandom.getrandbits(16)
+            msg_id = _ids.next()
             if msg_id not in pending:
                 break
-        d = defer.Deferred()
-        call = self.reactor.callLater(timeout, self._timeout, msg_id)
-        pending[msg_id] = _Pending(d, key, call)
-        return msg_id, d
+        deadline = self.reactor.seconds() + timeout
+        p = pending[msg_id] = _Pending(ok, fail, key, qwire, deadline)
+        self.seq += 1
+        heapq.heappush(self.deadlines, (deadline, self.seq, msg_id, p))
+        if self.timer_at is None or deadline < self.timer_at:
+            self._arm(deadline)
+        return msg_id
 
-    def _timeout(self, msg_id):
-        p = self.pending.pop(msg_id, None)
-        if p is not None:
-            p.d.errback(UpstreamTimeout("i/o timeout"))
+    def _arm(self, when):
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer_at = when
+        self.timer = self.reactor.callLater(max(0.0, when - self.reactor.seconds()), self._expire)
+
+    def _disarm(self):
+        if self.timer is not None and self.timer.active():
+            self.timer.cancel()
+        self.timer = self.timer_at = None
+
+    def _expire(self):
+        self.timer = self.timer_at = None
+        now = self.reactor.seconds()
+        heap = self.deadlines
+        pending = self.pending
+        expired = []
+        while heap:
+            deadline, _seq, msg_id, p = heap[0]
+            live = pending.get(msg_id) is p
+            if live and deadline > now:
+                break
+            heapq.heappop(heap)
+            if live:
+                del pending[msg_id]
+                expired.append(p)
+        if heap:
+            self._arm(heap[0][0])
+        for p in expired:
+            p.fail(UpstreamTimeout("i/o timeout"))
+        if expired:
             self.settled()
+
+    def _forget(self, msg_id):
+        p = self.pending.pop(msg_id, None)
+        if not self.pending:
+            self.deadlines = []
+            self._disarm()
+        return p
 
     def received(self, data):
         """Match reply bytes to a pending query; unmatched data is dropped."""
@@ -106,23 +193,21 @@ class _Outstanding(object):
         p = self.pending.get(msg_id)
         if p is None:
             return False
-        m = parse_reply(data, p.key)
+        m = parse_reply(data, p.key, p.qwire)
         if m is None:
             log.debug("ignoring a reply with ID {id} that does not match its question", id=msg_id)
             return False
-        del self.pending[msg_id]
-        if p.call.active():
-            p.call.cancel()
-        p.d.callback(m)
+        self._forget(msg_id)
+        p.ok(m)
         self.settled()
         return True
 
     def fail_all(self, exc):
         pending, self.pending = self.pending, {}
+        self.deadlines = []
+        self._disarm()
         for p in pending.values():
-            if p.call.active():
-                p.call.cancel()
-            p.d.errback(exc)
+            p.fail(exc)
         if pending:
             self.settled()
 
@@ -158,15 +243,19 @@ class UDPSocket(protocol.DatagramProtocol, _Outstanding):
             self.fail_all(UpstreamError("connection refused"))
 
     def send(self, request, key, timeout):
-        msg_id, d = self.add(key, timeout)
+        d = defer.Deferred()
+        self.send_to(request, key, None, timeout, d.callback, d.errback)
+        return d
+
+    def send_to(self, request, key, qwire, timeout, ok, fail):
+        """Send; C{ok(reply)} or C{fail(exception)} follows (no Deferred on the hot path)."""
+        msg_id = self.expect(ok, fail, key, qwire, timeout)
         try:
             self.transport.write(_ID.pack(msg_id) + request[2:])
         except OSError as e:
-            p = self.pending.pop(msg_id, None)
+            p = self._forget(msg_id)
             if p is not None:
-                p.call.cancel()
-                p.d.errback(UpstreamError(str(e)))
-        return d
+                p.fail(UpstreamError(str(e)))
 
     def settled(self):
         if self.draining is not None and not self.pending:
@@ -212,19 +301,25 @@ class UDPPool(object):
         return sock
 
     def query(self, request, key, timeout):
+        d = defer.Deferred()
+        self.query_to(request, key, None, timeout, d.callback, d.errback)
+        return d
+
+    def query_to(self, request, key, qwire, timeout, ok, fail):
+        """As L{query}, calling C{ok(reply)} or C{fail(exception)} (maybe at once)."""
         if self.closed:
-            return defer.fail(ConnectionClosed("forward stopped"))
+            return fail(ConnectionClosed("forward stopped"))
         if len(self.sockets) < self.size:
             try:
                 sock = self._open()
             except (OSError, error.CannotListenError) as e:
                 if not self.sockets:
-                    return defer.fail(UpstreamError("cannot open a UDP socket: %s" % (e,)))
+                    return fail(UpstreamError("cannot open a UDP socket: %s" % (e,)))
                 sock = self.sockets[0]
         else:
             self.index = (self.index + 1) % len(self.sockets)
             sock = self.sockets[self.index]
-        return sock.send(request, key, timeout)
+        sock.send_to(request, key, qwire, timeout, ok, fail)
 
     def forget(self, sock):
         if sock in self.sockets:

@@ -131,6 +131,18 @@ class Upstream(object):
             return self.udp.query(request, key, timeout)
         return self._stream(request, key, timeout, retry=True)
 
+    def send_to(self, request, key, qwire, proto, timeout, ok, fail):
+        """
+        L{send} without a Deferred on the UDP path: C{ok(reply)} or
+        C{fail(exception or Failure)} is called once, maybe before this
+        returns.  C{qwire}: the question as sent, for the fast reply match.
+        """
+        if self.closed:
+            return fail(ConnectionClosed("upstream removed"))
+        if proto == "udp" and not self.tls:
+            return self.udp.query_to(request, key, qwire, timeout, ok, fail)
+        self._stream(request, key, timeout, retry=True).addCallbacks(ok, fail)
+
     def _stream(self, request, key, timeout, retry):
         pool = self.stream
         started = self.reactor.seconds()

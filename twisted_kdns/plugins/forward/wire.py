@@ -196,4 +196,165 @@ def decode_reply(data):
     return m
 
 
-__all__ = ["build_request", "decode_reply", "question", "read_name", "encode_name", "BadMessage"]
+# -- the fast read of an upstream reply (issue 8) ------------------------------
+#
+# Most forwarded replies go back to the client without any plugin looking at
+# the records.  L{read_reply} therefore reads only what forward itself needs
+# (header bits, the extended rcode of the OPT record) plus, per record, what
+# the client reply needs to be encoded again exactly as Twisted would encode
+# it (plugins/forward/reply.py); Twisted record objects are built only when
+# somebody asks for them, by the same L{_record} as L{decode_reply}.  Every
+# check L{decode_reply} makes is made here too, in the same order, so a reply
+# is rejected (ignored) by both or by neither.
+
+# How a record's rdata is written again (reply.encode_records):
+RAW, NAME, MX, SOA, SRV = range(5)
+_NAME_KINDS = frozenset(_NAME_TYPES)
+_SIGNED_MAX = 0x7FFFFFFF
+
+
+def _txt_tiles(data, off, rdlen):
+    """True when the rdata is a whole number of character-strings (Twisted re-encodes it as is)."""
+    end = off + rdlen
+    while off < end:
+        off += 1 + data[off]
+    return off == end
+
+
+def _rdata(data, off, rtype, rdlen):
+    """
+    C{(kind, value)} telling reply.py how to write this rdata as Twisted
+    would after L{_record}, or C{None} when only Twisted's objects can tell
+    (the record then goes the full way).  Raises what L{_record} raises.
+    """
+    if rtype == 1:
+        return (RAW, data[off:off + 4]) if rdlen == 4 else None
+    if rtype == 28:
+        return (RAW, data[off:off + 16]) if rdlen == 16 else None
+    if rtype in _NAME_KINDS:
+        return NAME, read_name(data, off)[0]
+    if rtype == 15:
+        pref = _H.unpack_from(data, off)[0]
+        return MX, (pref, read_name(data, off + 2)[0])
+    if rtype == 33:
+        prio, weight, port = _SRV.unpack_from(data, off)
+        return SRV, (data[off:off + 6], read_name(data, off + 6)[0])
+    if rtype == 6:
+        mname, o = read_name(data, off)
+        rname, o = read_name(data, o)
+        serial, refresh, retry, expire, minimum = _SOA_TAIL.unpack_from(data, o)
+        if refresh > _SIGNED_MAX or retry > _SIGNED_MAX or expire > _SIGNED_MAX:
+            return None  # Twisted packs these signed: let its encoder decide
+        return SOA, (mname, rname, data[o:o + 20])
+    if rtype == 16:
+        return (RAW, data[off:off + rdlen]) if _txt_tiles(data, off, rdlen) else None
+    if rtype not in _TWISTED_TYPES:
+        return RAW, data[off:off + rdlen]  # UnknownRecord: written back as is
+    return None
+
+
+class Reply(object):
+    """
+    An upstream reply read by L{read_reply}.
+
+    @ivar records: C{(answers, authority, additional)}, each a list of
+        C{(owner, type, class, ttl, rdata_offset, rdlength, how)} where
+        C{how} is L{_rdata}'s result; OPT records are left out of the
+        additional section (their extended rcode is in C{rcode}).
+    @ivar fast: every record can be written back without Twisted objects.
+    """
+
+    __slots__ = ("data", "id", "trunc", "rcode", "aa", "ra", "ad", "records", "fast")
+
+    def message(self):
+        """The same C{dns.Message} L{decode_reply} gives (for code that wants one)."""
+        return decode_reply(self.data)
+
+    def rrheaders(self, section):
+        """Twisted C{RRHeader}s of one section, as L{decode_reply} builds them."""
+        data = self.data
+        out = []
+        for owner, rtype, rcls, ttl, off, rdlen, _how in self.records[section]:
+            rr = dns.RRHeader.__new__(dns.RRHeader)
+            rr.name = dns.Name(owner)
+            rr.type = rtype
+            rr.cls = rcls
+            rr.ttl = ttl
+            rr.payload = _record(data, off, rtype, rdlen, ttl)
+            rr.auth = False
+            rr.rdlength = rdlen
+            out.append(rr)
+        return out
+
+
+def read_reply(data, key, qwire=None):
+    """
+    A L{Reply} for C{data} when it answers question C{key}
+    (C{question_key} form), else C{None}; C{qwire} is the question as we
+    sent it, compared as bytes first (the usual case: the upstream echoes
+    it), then by name without case.
+
+    @raise BadMessage: unreadable, where L{decode_reply} would raise.
+    """
+    n = len(data)
+    if n < 12:
+        raise BadMessage("short header")
+    msg_id, f1, f2, qd, an, ns, ar = _HEADER.unpack_from(data)
+    if qd != 1:
+        raise BadMessage("%d questions" % (qd,))
+    if qwire is not None and data[12:12 + len(qwire)] == qwire:
+        off = 12 + len(qwire)
+    else:
+        _id, name, qtype, qcls, off = question(data)
+        if (name.lower(), qtype, qcls) != key:
+            return None
+    r = Reply()
+    r.data = data
+    r.id = msg_id
+    r.trunc = (f1 >> 1) & 1
+    r.aa = (f1 >> 2) & 1
+    r.ra = (f2 >> 7) & 1
+    r.ad = (f2 >> 5) & 1
+    ext = 0
+    fast = True
+    sections = ([], [], [])
+    try:
+        for index, count in ((0, an), (1, ns), (2, ar)):
+            section = sections[index]
+            for _ in range(count):
+                owner, off = read_name(data, off)
+                if off + 10 > n:
+                    raise BadMessage("cut record header")
+                rtype, rcls, ttl, rdlen = _RR.unpack_from(data, off)
+                off += 10
+                if off + rdlen > n:
+                    raise BadMessage("cut rdata")
+                if rtype == 41:
+                    if index == 2:
+                        ext = (ttl >> 24) & 0xFF  # as to_response: the last OPT wins
+                        off += rdlen
+                        continue
+                    how = None
+                else:
+                    if ttl >= 0x80000000:
+                        ttl = 0  # RFC 2181 8: a TTL with the top bit set is zero
+                    how = _rdata(data, off, rtype, rdlen)
+                if how is None:
+                    fast = False
+                    _record(data, off, rtype, rdlen, ttl)  # fails where decode_reply fails
+                section.append((owner, rtype, rcls, ttl, off, rdlen, how))
+                off += rdlen
+    except (BadMessage, struct.error, ValueError, EOFError):
+        if not r.trunc:
+            raise BadMessage("unreadable records")
+        sections = ([], [], [])
+        ext = 0
+        fast = True
+    r.rcode = (ext << 4) | (f2 & 0xF)
+    r.records = sections
+    r.fast = fast
+    return r
+
+
+__all__ = ["build_request", "decode_reply", "question", "read_name", "encode_name", "BadMessage",
+           "read_reply", "Reply"]
