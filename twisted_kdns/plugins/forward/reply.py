@@ -30,6 +30,7 @@ loadbalance, rewrite or autopath is in the chain.  So:
     records when first read.
 """
 
+import os
 import struct
 
 from twisted.names import dns
@@ -44,6 +45,8 @@ _RR = struct.Struct("!HHIH")
 _QTAIL = struct.Struct("!HH")
 _OUR_PAYLOAD = server_wire.OUR_PAYLOAD
 _DO_BIT = server_wire.DO_BIT
+# KDNS_FORWARD_PASSTHROUGH=0: every forwarded reply takes the full path (for comparisons).
+ENABLED = os.environ.get("KDNS_FORWARD_PASSTHROUGH", "1") != "0"
 
 
 def _section(slot, index):
@@ -102,7 +105,7 @@ class ForwardResponse(Response):
         full path must build the reply (records were read, the query was
         derived, the reply does not fit C{limit}, or a record needs Twisted).
         """
-        if self._decoded or kq is not self._kq or len(message.queries) != 1:
+        if self._decoded or kq is not self._kq or len(message.queries) != 1 or not ENABLED:
             return None
         rcode = self.rcode
         aa = self.aa and rcode in (0, 3)
@@ -187,7 +190,26 @@ def encode_reply(reply, message, rcode, aa, ra, ad, edns):
     return bytes(out)
 
 
-_SECTIONS = frozenset(("queries", "answers", "authority", "additional"))
+_SECTIONS = ("queries", "answers", "authority", "additional")
+
+
+def _lazy_section(name):
+    """
+    A section of L{EncodedReply}, built on first read.  A property, not
+    C{__getattr__}: Twisted 22.4's C{Message} has class-level C{queries =
+    answers = None}, which would hide a missing instance attribute.
+    """
+    key = "_s_" + name
+
+    def get(self):
+        d = self.__dict__
+        if key not in d:
+            self._build()
+        return d[key]
+
+    def set(self, value):
+        self.__dict__[key] = value
+    return property(get, set)
 
 
 class EncodedReply(dns.Message):
@@ -197,32 +219,33 @@ class EncodedReply(dns.Message):
     sets it; the sections are that function's, built on first access.
     """
 
+    queries = _lazy_section("queries")
+    answers = _lazy_section("answers")
+    authority = _lazy_section("authority")
+    additional = _lazy_section("additional")
+
     def __init__(self, response, request, aa, ad, edns):
         dns.Message.__init__(self, id=request.id, answer=1, opCode=request.opCode, recDes=request.recDes,
                              recAv=int(bool(response.ra)), auth=int(bool(aa)), rCode=response.rcode & 0xF,
                              authenticData=int(bool(ad)), checkingDisabled=request.checkingDisabled,
                              maxSize=0)
         d = self.__dict__
-        del d["queries"], d["answers"], d["authority"]
+        for name in _SECTIONS:
+            del d["_s_" + name]
         self._lazy = (response, request, edns)
-        if response._reply.records[2]:
-            del d["additional"]
-        elif edns is not None:
-            self.additional = [server_wire.opt_record(edns.do, response.rcode >> 4)]
+        if not response._reply.records[2]:
+            # No upstream additional records: ours is known without decoding (prometheus reads it).
+            self.additional = [server_wire.opt_record(edns.do, response.rcode >> 4)] if edns is not None else []
 
-    def __getattr__(self, name):
-        if name not in _SECTIONS or "_lazy" not in self.__dict__:
-            raise AttributeError(name)
-        response, request, edns = self.__dict__.pop("_lazy")
+    def _build(self):
+        response, request, edns = self._lazy
         full = server_wire.reply_message(
             request.id, request.opCode, request.recDes, request.checkingDisabled, response.rcode,
             request.queries, response.answers, response.authority, response.additional,
             edns=edns, ext_rcode=response.rcode >> 4)
         d = self.__dict__
-        for section in _SECTIONS:
-            if section not in d:
-                d[section] = getattr(full, section)
-        return d[name]
+        for name in _SECTIONS:
+            d.setdefault("_s_" + name, getattr(full, name))
 
 
 __all__ = ["ForwardResponse", "EncodedReply", "encode_reply"]
