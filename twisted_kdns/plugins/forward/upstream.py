@@ -46,21 +46,10 @@ class Upstream(object):
         self.probe_call = None
         self.active = False  # health probes only run between start() and stop()
         self.closed = False
-        self._requests = metrics.REQUESTS.labels(self.label)
-        self._by_rcode = {}
-
-    def count_request(self):
-        self._requests.inc()
-
-    def count_response(self, rcode, seconds):
-        """Duration and rcode metrics, with the label children looked up once per rcode."""
-        children = self._by_rcode.get(rcode)
-        if children is None:
-            children = self._by_rcode[rcode] = metrics.children(self.label, rcode)
-        proxy_duration, duration, responses = children
-        proxy_duration.observe(seconds)
-        duration.observe(seconds)
-        responses.inc()
+        counts = metrics.COUNTS.counts(self.label)
+        # Plain counters (metrics.ForwardCollector exports them when scraped).
+        self.count_request = counts.request
+        self.count_response = counts.response
 
     def __repr__(self):
         return "<Upstream %r fails=%d>" % (self.spec, self.fails)
