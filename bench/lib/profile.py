@@ -15,6 +15,7 @@ from bench.lib.procs import pinned
 # Stages of the request path, matched on the innermost frame first: the
 # first pattern found in a stack (innermost to outermost) names its stage.
 STAGES = [
+    ("fast path: memo hit (fastpath.py)", re.compile(r"server/fastpath\.py")),
     ("prometheus_client per-query calls", re.compile(r"prometheus_client/")),
     ("metrics bookkeeping (kdns)", re.compile(r"twisted_kdns/metrics\.py|plugins/prometheus\.py")),
     ("decode request (twisted.names Message.decode)", re.compile(r"server/wire\.py.*\bdecode\b|\bdecode \(twisted_kdns/server/wire")),
