@@ -170,16 +170,43 @@ class TcpProtocolTests(unittest.SynchronousTestCase):
         self.assertEqual(factory.connections, set())
 
     def test_connectionCap(self):
-        """Beyond max_connections new connections are refused (buildProtocol returns None)."""
-        factory = DNSStreamFactory(self.Dispatcher(), max_connections=2)
+        """At max_connections a new connection evicts the longest-idle one with nothing in flight; when every connection has a query in flight it is refused (buildProtocol returns None)."""
+        from twisted.internet import defer
+
+        class Slow(object):
+            def handle(self, data, client, transport):
+                return defer.Deferred()
+        factory = DNSStreamFactory(Slow(), max_connections=2)
         clock = Clock()
-        first, _ = self.connect(factory, clock)
-        self.connect(factory, clock)
+        first, first_transport = self.connect(factory, clock)
+        second, second_transport = self.connect(factory, clock)
+        first.active_at, second.active_at = 2.0, 1.0  # the second has been idle longer
+        third = factory.buildProtocol(("127.0.0.1", 3))
+        self.assertIsNotNone(third)
+        self.assertTrue(second_transport.disconnecting)
+        self.assertFalse(first_transport.disconnecting)
+        self.assertEqual(factory.connections, {first, third})
+        third.callLater = clock.callLater
+        third.makeConnection(StringTransport(peerAddress=type("A", (), {"host": "127.0.0.1", "port": 4001})()))
+        first.dataReceived(frame(b"q1"))  # both now busy
+        third.dataReceived(frame(b"q2"))
         self.assertIsNone(factory.buildProtocol(("127.0.0.1", 3)))
         first.connectionLost(None)
         self.assertIsNotNone(factory.buildProtocol(("127.0.0.1", 3)))
         for p in list(factory.connections):
             p.setTimeout(None)
+
+    def test_dribbled_bytes_do_not_postpone_the_idle_timeout(self):
+        """A slowloris client sending a partial frame byte by byte is still closed at the idle timeout."""
+        clock = Clock()
+        factory = DNSStreamFactory(self.Dispatcher(), idle_timeout=10)
+        proto, transport = self.connect(factory, clock)
+        for _ in range(9):
+            clock.advance(1)
+            proto.dataReceived(b"\x01")  # a 257-byte frame that never completes
+        self.assertFalse(transport.disconnecting)
+        clock.advance(1)
+        self.assertTrue(transport.disconnecting)
 
     def test_inFlightCap(self):
         """Pending queries beyond max_in_flight pause reading; replies go out as they complete."""

@@ -5,6 +5,8 @@ queries per connection answered as they complete (RFC 7766), an idle
 timeout, a per-connection cap on queries in flight and a cap on connections.
 """
 
+import time
+
 from twisted.internet import defer
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory
@@ -41,10 +43,17 @@ class DNSStreamProtocol(Int16StringReceiver, TimeoutMixin):
         self.paused = False
         self.peer = ("", 0)
 
+    active_at = 0.0  # monotonic time of the last complete query or reply (eviction order)
+
     def connectionMade(self):
         peer = self.transport.getPeer()
         self.peer = (peer.host, peer.port)
         self.setTimeout(self.factory.idle_timeout)
+
+    def resetTimeout(self):
+        """Only complete queries and replies count as activity: a client dribbling bytes does not."""
+        self.active_at = time.monotonic()
+        TimeoutMixin.resetTimeout(self)
 
     def stringReceived(self, data):
         self.resetTimeout()
@@ -118,8 +127,26 @@ class DNSStreamFactory(Factory):
             self.fast.close()
 
     def buildProtocol(self, addr):
-        if len(self.connections) >= self.max_connections:
+        if len(self.connections) >= self.max_connections and not self._evict():
             return None  # Twisted closes the connection at once
         p = DNSStreamProtocol(self.dispatcher, self)
+        p.active_at = time.monotonic()
         self.connections.add(p)
         return p
+
+    def _evict(self):
+        """
+        At the cap, close the connection idle the longest with no query in
+        flight, so that a client holding every slot (slowloris) cannot lock
+        out the others (RFC 7766 6.2.3: servers may close idle connections
+        under load).  C{False} when every connection is busy.
+        """
+        idle = [p for p in self.connections if p.in_flight == 0]
+        if not idle:
+            return False
+        victim = min(idle, key=lambda p: p.active_at)
+        self.connections.discard(victim)
+        victim.setTimeout(None)
+        if victim.transport is not None:
+            victim.transport.abortConnection()
+        return True
