@@ -126,7 +126,7 @@ def full_path(data, kq, message, edns, limit):
 def fast_response(data, kq):
     request = upstream_request(kq)
     got = parse_reply(data, question_key(kq.name.name, kq.type, kq.cls), question_wire(request))
-    return to_response(got, kq)
+    return to_response(got, kq, fast.question_template(kq.name.name, kq.type, kq.cls))
 
 
 def name_for(case, variant):

@@ -70,15 +70,16 @@ class ForwardResponse(Response):
     in every respect, C{replace} included.
     """
 
-    __slots__ = ("_reply", "_kq", "_decoded", "ancount")
+    __slots__ = ("_reply", "_kq", "_decoded", "ancount", "_question")
 
     answers = _section(Response.answers, 0)
     authority = _section(Response.authority, 1)
     additional = _section(Response.additional, 2)
 
-    def __init__(self, reply, kq=None):
+    def __init__(self, reply, kq=None, question=None):
         self._reply = reply
         self._kq = kq
+        self._question = question
         self._decoded = False
         self.ancount = len(reply.records[0])
         self.rcode = reply.rcode
@@ -111,7 +112,7 @@ class ForwardResponse(Response):
         aa = self.aa and rcode in (0, 3)
         ad = self.ad and bool(kq.do or message.authenticData)
         try:
-            data = encode_reply(self._reply, message, rcode, aa, self.ra, ad, edns)
+            data = encode_reply(self._reply, message, rcode, aa, self.ra, ad, edns, self._question)
         except (ValueError, struct.error):
             return None  # Twisted's encoder would raise too: let it, on the full path
         if data is None or len(data) > limit:
@@ -143,20 +144,38 @@ def _name(out, name, comp):
     out.append(0)
 
 
-def encode_reply(reply, message, rcode, aa, ra, ad, edns):
+def question_template(name, qtype, qcls):
+    """
+    C{((name, type, class), header placeholder + question bytes, compression
+    entries)}: the start of every reply to this question, computed once per
+    memoised upstream request.
+    """
+    out = bytearray(12)
+    comp = {}
+    _name(out, name, comp)
+    out += _QTAIL.pack(qtype, qcls)
+    return (name, qtype, qcls), bytes(out), comp
+
+
+def encode_reply(reply, message, rcode, aa, ra, ad, edns, question=None):
     """
     The client's reply, byte for byte what C{server.wire.encode} makes of
     C{server.wire.reply_message(...)} with the records of C{reply} (no
     truncation): C{None} when a record is not one L{wire.read_reply} could
-    describe.
+    describe.  C{question}: L{question_template}'s result, used when it is
+    the request's question.
     """
     if not reply.fast:
         return None
     q = message.queries[0]
-    out = bytearray(12)
-    comp = {}
-    _name(out, q.name.name, comp)
-    out += _QTAIL.pack(q.type, q.cls)
+    if question is not None and question[0] == (q.name.name, q.type, q.cls):
+        out = bytearray(question[1])
+        comp = question[2].copy()
+    else:
+        out = bytearray(12)
+        comp = {}
+        _name(out, q.name.name, comp)
+        out += _QTAIL.pack(q.type, q.cls)
     counts = []
     for section in reply.records:
         counts.append(len(section))
@@ -224,18 +243,20 @@ class EncodedReply(dns.Message):
     authority = _lazy_section("authority")
     additional = _lazy_section("additional")
 
+    # Constant header fields (reply_message's and dns.Message.__init__'s defaults).
+    answer = 1
+    trunc = 0
+    maxSize = 0
+
     def __init__(self, response, request, aa, ad, edns):
-        dns.Message.__init__(self, id=request.id, answer=1, opCode=request.opCode, recDes=request.recDes,
-                             recAv=int(bool(response.ra)), auth=int(bool(aa)), rCode=response.rcode & 0xF,
-                             authenticData=int(bool(ad)), checkingDisabled=request.checkingDisabled,
-                             maxSize=0)
-        d = self.__dict__
-        for name in _SECTIONS:
-            del d["_s_" + name]
-        self._lazy = (response, request, edns)
+        d = {"id": request.id, "opCode": request.opCode, "recDes": request.recDes,
+             "recAv": 1 if response.ra else 0, "auth": 1 if aa else 0, "rCode": response.rcode & 0xF,
+             "authenticData": 1 if ad else 0, "checkingDisabled": request.checkingDisabled,
+             "_lazy": (response, request, edns)}
         if not response._reply.records[2]:
             # No upstream additional records: ours is known without decoding (prometheus reads it).
-            self.additional = [server_wire.opt_record(edns.do, response.rcode >> 4)] if edns is not None else []
+            d["_s_additional"] = [server_wire.opt_record(edns.do, response.rcode >> 4)] if edns is not None else []
+        self.__dict__ = d
 
     def _build(self):
         response, request, edns = self._lazy

@@ -26,7 +26,7 @@ from twisted_kdns.errors import DNSRcode, FormErr, NotImp, NXDomain, PassToNext,
 from twisted_kdns.names import fqdn, is_subdomain
 from twisted_kdns.plugins.forward import metrics
 from twisted_kdns.plugins.forward.policy import make as make_policy
-from twisted_kdns.plugins.forward.reply import ForwardResponse
+from twisted_kdns.plugins.forward.reply import ForwardResponse, question_template
 from twisted_kdns.plugins.forward.transport import (UpstreamError, UpstreamTimeout, question_key,
                                                     question_wire)
 from twisted_kdns.plugins.forward.wire import Reply, build_request
@@ -43,7 +43,7 @@ _RCODE_ERRORS = {dns.ENAME: None, dns.ESERVER: ServFail, dns.EREFUSED: Refused,
                  dns.ENOTIMP: NotImp, dns.EFORMAT: FormErr}
 
 
-def to_response(message, kq=None):
+def to_response(message, kq=None, question=None):
     """
     The upstream's answer as a L{Response} keeping its rcode and AA/RA/AD:
     a L{ForwardResponse} (records decoded when read, reply written from the
@@ -51,7 +51,7 @@ def to_response(message, kq=None):
     """
     if isinstance(message, Reply):
         if message.fast:
-            return ForwardResponse(message, kq)
+            return ForwardResponse(message, kq, question)
         message = message.message()
     ext = 0
     additional = []
@@ -92,6 +92,7 @@ class Forward(object):
         self.tls_context = tls_context
         self.from_zone = cfg.from_zone
         self.ignored = tuple(cfg.ignored)
+        self.everything = not self.from_zone and not self.ignored  # "forward ." without except
         self.policy = make_policy(cfg.policy, self.rng)
         self.upstreams = [Upstream(s, cfg, reactor, tls_context) for s in cfg.to]
         self.inflight = 0
@@ -103,6 +104,8 @@ class Forward(object):
 
     def handles(self, qname):
         """CoreDNS's match: under FROM and not under an C{except} name (FROM itself always)."""
+        if self.everything:
+            return True
         if not is_subdomain(qname, self.from_zone):
             return False
         if qname == self.from_zone:
@@ -135,7 +138,8 @@ class Forward(object):
         built = self.requests.get(memo_key)
         if built is None:
             request = build_request(name, kq.type, kq.cls, rd=rd, cd=kq.cd, payload=payload, do=kq.do)
-            built = (request, question_key(name, kq.type, kq.cls), question_wire(request))
+            built = (request, question_key(name, kq.type, kq.cls), question_wire(request),
+                     question_template(name, kq.type, kq.cls))
             if len(self.requests) >= REQUEST_MEMO:
                 self.requests.clear()
             self.requests[memo_key] = built
@@ -192,14 +196,14 @@ class _Exchange(object):
     L{give_up}.
     """
 
-    __slots__ = ("fwd", "kq", "request", "key", "qwire", "proto", "reactor", "order", "total", "i",
+    __slots__ = ("fwd", "kq", "request", "key", "qwire", "question", "proto", "reactor", "order", "total", "i",
                  "fails", "broken", "timed_out", "deadline", "last_error", "last_reply", "d",
                  "up", "started", "attempt_proto")
 
     def __init__(self, fwd, kq, built, proto):
         self.fwd = fwd
         self.kq = kq
-        self.request, self.key, self.qwire = built
+        self.request, self.key, self.qwire, self.question = built
         self.proto = proto
         self.reactor = fwd.reactor
         ups = fwd.upstreams
@@ -268,7 +272,7 @@ class _Exchange(object):
             if left > 0:
                 self.attempt(up, "tcp", self.started, min(self.fwd.cfg.read_timeout, left))
                 return
-        response = to_response(message, self.kq)
+        response = to_response(message, self.kq, self.question)
         up.count_response(response.rcode, self.reactor.seconds() - self.started)
         if response.rcode in self.fwd.cfg.failover_rcodes:
             self.last_reply = response
@@ -329,8 +333,12 @@ class ForwardRouter(object):
         self.by_zone = {}
         for f in self.forwards:
             self.by_zone.setdefault(f.from_zone, []).append(f)
+        # Only root forwards (the usual "forward . ..."): every name has the same candidates.
+        self.same_for_all = self.by_zone.get(b"") if list(self.by_zone) == [b""] else None
 
     def candidates(self, qname):
+        if self.same_for_all is not None:
+            return self.same_for_all
         out = []
         zones = self.by_zone
         name = qname
