@@ -297,3 +297,56 @@ class EndToEnd(unittest.TestCase):
                 self.assertEqual(got[True][:2], q.to_wire()[:2])
                 compared += 1
         self.assertEqual(compared, len(cases) * 4)
+
+
+class Timeouts(unittest.SynchronousTestCase):
+    """The per-socket timer (one callLater for all queries) fails each query at its own deadline."""
+
+    def test_eachAtItsDeadline(self):
+        """Mixed timeouts (later queries with shorter ones, as forward's last attempt and probes) expire on time."""
+        from twisted.internet.task import Clock
+        from twisted_kdns.plugins.forward.transport import UpstreamTimeout, _Outstanding
+        clock = Clock()
+        out = _Outstanding(clock)
+        failed, answered = [], []
+        ids = {}
+        for name, timeout in (("a", 2.0), ("b", 2.0), ("c", 1.0), ("d", 2.0), ("e", 0.5), ("f", 3.0)):
+            ids[name] = out.expect(answered.append, lambda exc, n=name: failed.append((n, clock.seconds(), exc)),
+                                   None, None, timeout)
+            clock.advance(0.1)
+        # "b" is answered before its deadline: it never fails.
+        self.assertIsNotNone(out._forget(ids["b"]))
+        clock.advance(0.4)  # t=1.0: "e" (sent at 0.4 with 0.5 s) is due at 0.9
+        self.assertEqual([(n, round(t, 2)) for n, t, _ in failed], [("e", 1.0)])
+        for t in (1.2, 2.0, 2.3, 3.5):
+            clock.advance(t - clock.seconds())
+        self.assertEqual([n for n, _, _ in failed], ["e", "c", "a", "d", "f"])
+        self.assertTrue(all(isinstance(exc, UpstreamTimeout) for _, _, exc in failed))
+        self.assertEqual(out.pending, {})
+        self.assertEqual(clock.getDelayedCalls(), [])
+        times = {n: round(t, 2) for n, t, _ in failed}
+        self.assertEqual(times, {"e": 1.0, "c": 1.2, "a": 2.0, "d": 2.3, "f": 3.5})
+
+    def test_exactDeadlines(self):
+        """With a clock stepping in small increments, no query fails before or later than its deadline."""
+        from twisted.internet.task import Clock
+        from twisted_kdns.plugins.forward.transport import _Outstanding
+        clock = Clock()
+        out = _Outstanding(clock)
+        rng = random.Random(3)
+        due = {}
+        failed = {}
+        for i in range(200):
+            timeout = rng.choice((2.0, 2.0, 2.0, 1.0, 0.25, rng.uniform(0.01, 3)))
+            msg_id = out.expect(None, lambda exc, i=i: failed.__setitem__(i, clock.seconds()), None, None, timeout)
+            due[i] = clock.seconds() + timeout
+            if rng.random() < 0.3:
+                out._forget(msg_id)
+                del due[i]
+            clock.advance(rng.uniform(0, 0.01))
+        while clock.getDelayedCalls():
+            clock.advance(0.01)
+        self.assertEqual(set(failed), set(due))
+        for i, t in failed.items():
+            self.assertGreaterEqual(t + 1e-9, due[i])
+            self.assertLess(t, due[i] + 0.0101)

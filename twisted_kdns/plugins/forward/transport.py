@@ -83,7 +83,7 @@ _ids = _Ids()
 class _Pending(object):
     """One query waiting for its reply: C{ok(reply)} or C{fail(exception)} is called once."""
 
-    __slots__ = ("ok", "fail", "key", "qwire", "deadline")
+    __slots__ = ("ok", "fail", "key", "qwire", "deadline", "early")
 
     def __init__(self, ok, fail, key, qwire, deadline):
         self.ok = ok
@@ -91,6 +91,7 @@ class _Pending(object):
         self.key = key
         self.qwire = qwire
         self.deadline = deadline
+        self.early = False
 
 
 def question_wire(request):
@@ -109,15 +110,20 @@ class _Outstanding(object):
     """
     Queries waiting on one socket or connection, by ID.
 
-    Timeouts: one timer per socket, set for the earliest deadline, instead
-    of a C{callLater} (and its cancellation) per query.  Deadlines sit in a
-    heap; answered queries are dropped from it lazily when the timer fires.
+    Timeouts: one timer per socket instead of a C{callLater} (and its
+    cancellation) per query.  Queries almost always share one timeout, so
+    the pending dict, in sending order, is also in deadline order and the
+    timer only has to watch its oldest entry.  A query sent with a shorter
+    timeout than one before it (the last attempt before forward's 5 s
+    deadline, a health probe) also goes into the small C{early} heap.
+    Nothing else is kept per query: a reply just removes its entry.
     """
 
     def __init__(self, reactor):
         self.reactor = reactor
         self.pending = {}
-        self.deadlines = []
+        self.early = []
+        self.latest = 0.0
         self.timer = None
         self.timer_at = None
         self.seq = 0
@@ -139,8 +145,12 @@ class _Outstanding(object):
                 break
         deadline = self.reactor.seconds() + timeout
         p = pending[msg_id] = _Pending(ok, fail, key, qwire, deadline)
-        self.seq += 1
-        heapq.heappush(self.deadlines, (deadline, self.seq, msg_id, p))
+        if deadline >= self.latest:
+            self.latest = deadline
+        else:
+            p.early = True
+            self.seq += 1
+            heapq.heappush(self.early, (deadline, self.seq, msg_id, p))
         if self.timer_at is None or deadline < self.timer_at:
             self._arm(deadline)
         return msg_id
@@ -159,21 +169,33 @@ class _Outstanding(object):
     def _expire(self):
         self.timer = self.timer_at = None
         now = self.reactor.seconds()
-        heap = self.deadlines
         pending = self.pending
-        expired = []
+        expired = {}
+        following = None  # the next in-order deadline
+        for msg_id, p in pending.items():
+            if p.deadline <= now:
+                expired[msg_id] = p
+            elif not p.early:
+                following = p.deadline
+                break
+        heap = self.early
         while heap:
             deadline, _seq, msg_id, p = heap[0]
             live = pending.get(msg_id) is p
             if live and deadline > now:
+                following = deadline if following is None else min(following, deadline)
                 break
             heapq.heappop(heap)
             if live:
-                del pending[msg_id]
-                expired.append(p)
-        if heap:
-            self._arm(heap[0][0])
-        for p in expired:
+                expired[msg_id] = p
+        for msg_id in expired:
+            del pending[msg_id]
+        if not pending:
+            self.early = []
+            self.latest = 0.0
+        elif following is not None:
+            self._arm(following)
+        for p in expired.values():
             p.fail(UpstreamTimeout("i/o timeout"))
         if expired:
             self.settled()
@@ -181,7 +203,8 @@ class _Outstanding(object):
     def _forget(self, msg_id):
         p = self.pending.pop(msg_id, None)
         if not self.pending:
-            self.deadlines = []
+            self.early = []
+            self.latest = 0.0
             self._disarm()
         return p
 
@@ -204,7 +227,8 @@ class _Outstanding(object):
 
     def fail_all(self, exc):
         pending, self.pending = self.pending, {}
-        self.deadlines = []
+        self.early = []
+        self.latest = 0.0
         self._disarm()
         for p in pending.values():
             p.fail(exc)
