@@ -484,12 +484,12 @@ def main(argv=None):
         if any(s.upstream for s in selected):
             uport = procs.free_port()
             conf = data.render("upstream.conf", os.path.join(args.workdir, "upstream.conf"),
-                               port=uport, user=data.user())
-            upstream = procs.Process("upstream", [binary("dnsmasq"), "-k", "-C", conf],
+                               port=uport, workdir=args.workdir)
+            upstream = procs.Process("upstream", [binary("unbound"), "-d", "-c", conf],
                                      os.path.join(args.workdir, "upstream.log"),
                                      cpu=args.client_cpu).start()
             if probe.wait_for(uport, "name1.example.org", timeout=10, alive=upstream.alive) is None:
-                raise SystemExit("bench: the upstream dnsmasq did not start: %s" % (upstream.log_tail(),))
+                raise SystemExit("bench: the upstream unbound did not start: %s" % (upstream.log_tail(),))
         else:
             uport = 0
         for scen in selected:
