@@ -436,6 +436,26 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
+README_START = "<!-- latest results: written by bench/run.py -->"
+README_END = "<!-- end of latest results -->"
+
+
+def update_readme(md):
+    """Put the latest table into bench/README.md between its markers."""
+    path = os.path.join(HERE, "README.md")
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        return
+    body = md.split("\n", 1)[1].replace("\n## Targets", "\n### Targets")
+    with open(path, "w") as f:
+        f.write(text[:start + len(README_START)] + "\n" + body.strip() + "\n" + text[end:])
+
+
 def rerender(json_path, no_chart=False):
     """Write the .md (and .png) again from a results JSON (after a report change)."""
     import json
@@ -449,6 +469,8 @@ def rerender(json_path, no_chart=False):
         why = report.chart(run, stem + ".png")
         if why:
             say("no chart: %s", why)
+    if os.path.abspath(stem) == os.path.join(HERE, "results", "latest"):
+        update_readme(md)
     sys.stdout.write(md)
     return 0
 
@@ -512,6 +534,8 @@ def main(argv=None):
     with open(os.path.join(args.out, args.name + ".md"), "w") as f:
         f.write(md)
     report.save_json(run, os.path.join(args.out, args.name + ".json"))
+    if args.name == "latest" and os.path.abspath(args.out) == os.path.join(HERE, "results"):
+        update_readme(md)
     sys.stdout.write(md)
     return 0
 
