@@ -70,6 +70,10 @@ class _Ids(object):
         self.chunk = chunk
         self.ids = iter(())
 
+    def reset(self):
+        """Drop the buffered IDs (a forked child must not reuse its parent's)."""
+        self.ids = iter(())
+
     def next(self):
         for value in self.ids:
             return value
@@ -78,6 +82,8 @@ class _Ids(object):
 
 
 _ids = _Ids()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ids.reset)
 
 
 class _Pending(object):
