@@ -46,10 +46,12 @@ _A, _AAAA, _CNAME = dns.A, dns.AAAA, dns.CNAME
 
 
 class _NameError(Exception):
-    """CoreDNS's errNoItems / errNsNotExposed / errInvalidRequest: the name does not exist."""
-
-
-_NAME_ERROR = _NameError()
+    """
+    CoreDNS's errNoItems / errNsNotExposed / errInvalidRequest: the name does
+    not exist.  Raise a new instance each time: re-raising one shared
+    instance chains every raise's traceback onto it, keeping each query's
+    frames (and their locals) alive - about 20 kB leaked per NXDOMAIN.
+    """
 
 
 class Entry(object):
@@ -422,7 +424,7 @@ class KubernetesResolver(object):
             found = None
         if found:
             return ()
-        raise _NAME_ERROR
+        raise _NameError()
 
     def _srv(self, req):
         entries = self._services(req, req.name, dns.SRV)
@@ -454,7 +456,7 @@ class KubernetesResolver(object):
             return ()
         targets = self._reverse(ip)
         if not targets:
-            raise _NAME_ERROR
+            raise _NameError()
         out, seen = [], set()
         for t in targets:
             if t not in seen:
@@ -505,7 +507,7 @@ class KubernetesResolver(object):
         segs = base.split(b".")
         kind = segs[-1]
         if kind not in (b"svc", b"pod"):
-            raise _NAME_ERROR
+            raise _NameError()
         namespace = _label(segs[-2])
         service = _label(segs[-3]) if len(segs) > 2 else ""
         rest = segs[:-3]
@@ -516,11 +518,11 @@ class KubernetesResolver(object):
             port = _strip_underscore(_label(rest[0]))
             protocol = _strip_underscore(_label(rest[1]))
         elif len(rest) > 2:
-            raise _NAME_ERROR
+            raise _NameError()
         if name.endswith(b"in-addr.arpa") or name.endswith(b"ip6.arpa"):
-            raise _NAME_ERROR
+            raise _NameError()
         if not self._exposed(namespace):
-            raise _NAME_ERROR
+            raise _NameError()
         if kind == b"pod":
             return self._find_pods(namespace, service)
         return self._find_services(namespace, service, endpoint, port, protocol)
@@ -542,7 +544,7 @@ class KubernetesResolver(object):
 
     def _find_pods(self, namespace, podname):
         if self.pods == "disabled":
-            raise _NAME_ERROR
+            raise _NameError()
         if not podname:
             return []
         if podname.count("-") == 3 and "--" not in podname:
@@ -553,12 +555,12 @@ class KubernetesResolver(object):
         if self.pods == "insecure":
             rtype = host_type(ip)
             if rtype == _CNAME:
-                raise _NAME_ERROR
+                raise _NameError()
             return [Entry(ip, 0, key, rtype)]
         found = [Entry(ip, 0, key) for p in self.store.pods_by_ip(ip)
                  if p.ip == ip and p.namespace == namespace.lower()]
         if not found:
-            raise _NAME_ERROR
+            raise _NameError()
         return found
 
     def _find_services(self, namespace, name, endpoint, port, protocol):
@@ -566,15 +568,15 @@ class KubernetesResolver(object):
             return []
         svc = self.store.service(namespace.lower(), name.lower())
         if svc is None:
-            raise _NAME_ERROR
+            raise _NameError()
         slices = self.store.slices_of(svc.namespace, svc.name)
         if self.ignore_empty and not svc.is_external and not svc.headless:
             if not any(self._serving(ep, svc) for s in slices for ep in s.endpoints):
-                raise _NAME_ERROR
+                raise _NameError()
         base = "%s.%s.svc" % (svc.name, svc.namespace)
         if svc.is_external:
             if endpoint or port or protocol or svc.external_name is None:
-                raise _NAME_ERROR
+                raise _NameError()
             return [Entry(svc.external_name, 0, base.encode("latin-1"), _CNAME)]
         found = False
         out = []
@@ -595,7 +597,7 @@ class KubernetesResolver(object):
                             found = True
                             out.append(Entry(addr, pport, key))
             if not found:
-                raise _NAME_ERROR
+                raise _NameError()
             return out
         key = base.encode("latin-1")
         for pname, pproto, pport in svc.ports or SENTINEL_PORTS:
@@ -605,7 +607,7 @@ class KubernetesResolver(object):
             for ip in svc.cluster_ips:
                 out.append(Entry(ip, pport, key))
         if not found:
-            raise _NAME_ERROR
+            raise _NameError()
         return out
 
     # -- reverse and NS (reverse.go, ns.go) -------------------------------------
