@@ -47,3 +47,15 @@ image-rootfs:
 	sh etc/container/image-rootfs.sh
 
 .PHONY: deb image-rootfs
+
+# `make soak`: the long reliability runs (docs/reliability.md), bounded in
+# time, not part of `make test`: fuzzers (60 s each), fault injection (about
+# 3 minutes), then a soak (SOAK_SECONDS, 10 minutes by default) at 80 % of
+# the measured saturation rate.  Results in bench/results/reliability/.
+SOAK_SECONDS ?= 600
+soak: venv
+	$(PY) bench/fuzz_long.py --seconds 60
+	$(PY) bench/faults.py
+	$(PY) bench/soak.py --duration $(SOAK_SECONDS)
+
+.PHONY: soak
