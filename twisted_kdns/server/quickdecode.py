@@ -10,8 +10,8 @@ Twisted 26 it also enters a context manager per message.  Slicing the bytes
 directly is four to five times faster.
 
 What it builds is exactly what C{dns.Message().decode(...)} builds: the
-same classes with the same attributes (Twisted constructors are used, then
-the fields the stream decoder would set).  That is checked at import, on
+same classes with the same attributes (filled in one step, without the
+constructors).  That is checked at import, on
 sample requests, against the installed Twisted's own decoder; if anything
 differs (another Twisted version builds other attributes) this module
 switches itself off and every request takes Twisted's decoder.  Any request
@@ -29,6 +29,7 @@ _HEADER = struct.Struct("!HBBHHHH")
 _QTAIL = struct.Struct("!HH")
 _RR = struct.Struct("!HHIH")
 OPT = 41
+_Message, _Query, _Name, _RRHeader, _Unknown = dns.Message, dns.Query, dns.Name, dns.RRHeader, dns.UnknownRecord
 
 
 def _decode(data):
@@ -59,23 +60,13 @@ def _decode(data):
         return None
     qtype, qcls = _QTAIL.unpack_from(data, off)
     off += 4
-    m = dns.Message()
-    m.maxSize = _MAX_SIZE
-    m.id = msg_id
-    m.answer = (byte3 >> 7) & 1
-    m.opCode = (byte3 >> 3) & 0xF
-    m.auth = (byte3 >> 2) & 1
-    m.trunc = (byte3 >> 1) & 1
-    m.recDes = byte3 & 1
-    m.recAv = (byte4 >> 7) & 1
-    m.authenticData = (byte4 >> 5) & 1
-    m.checkingDisabled = (byte4 >> 4) & 1
-    m.rCode = byte4 & 0xF
-    q = dns.Query()
-    q.name.name = b".".join(labels)
-    q.type = qtype
-    q.cls = qcls
-    m.queries = [q]
+    # The attributes Message.__init__ + Message.decode leave (checked at import).
+    name = _Name.__new__(_Name)
+    name.name = b".".join(labels)
+    q = _Query.__new__(_Query)
+    q.__dict__ = {"name": name, "type": qtype, "cls": qcls}
+    auth = (byte3 >> 2) & 1
+    additional = []
     if ar:
         # Only a root-owned OPT: UnknownRecord payload, as Twisted's lookupRecordType gives.
         if off + 11 > n or data[off] != 0:
@@ -84,15 +75,20 @@ def _decode(data):
         off += 11
         if rtype != OPT or off + rdlen > n:
             return None
-        rr = dns.RRHeader(auth=m.auth)
-        rr.type = rtype
-        rr.cls = rcls
-        rr.ttl = ttl
-        rr.rdlength = rdlen
-        payload = dns.UnknownRecord(ttl=ttl)
-        payload.data = data[off:off + rdlen]
-        rr.payload = payload
-        m.additional = [rr]
+        owner = _Name.__new__(_Name)
+        owner.name = b""
+        payload = _Unknown.__new__(_Unknown)
+        payload.__dict__ = {"data": data[off:off + rdlen], "ttl": ttl}
+        rr = _RRHeader.__new__(_RRHeader)
+        rr.__dict__ = {"name": owner, "type": rtype, "cls": rcls, "ttl": ttl, "payload": payload,
+                       "auth": auth, "rdlength": rdlen}
+        additional.append(rr)
+    m = _Message.__new__(_Message)
+    m.__dict__ = {"maxSize": _MAX_SIZE, "id": msg_id, "answer": (byte3 >> 7) & 1, "opCode": (byte3 >> 3) & 0xF,
+                  "auth": auth, "trunc": (byte3 >> 1) & 1, "recDes": byte3 & 1, "recAv": (byte4 >> 7) & 1,
+                  "rCode": byte4 & 0xF, "authenticData": (byte4 >> 5) & 1,
+                  "checkingDisabled": (byte4 >> 4) & 1, "queries": [q], "answers": [], "authority": [],
+                  "additional": additional}
     return m
 
 
