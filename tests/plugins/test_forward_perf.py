@@ -176,6 +176,23 @@ class SameBytes(unittest.SynchronousTestCase):
             self.assertIsNone(response.encoded(kq, message, edns, limit))
         return got
 
+    def test_onceAndNoCycle(self):
+        """The reply is written once; afterwards the response no longer refers to its query (no GC cycle)."""
+        import gc
+        import weakref
+        message, edns, kq = client_request("a.example.org.")
+        response = fast_response(upstream_reply(upstream_request(kq), "a"), kq)
+        self.assertIsNotNone(response.encoded(kq, message, edns, 1232))
+        self.assertIsNone(response.encoded(kq, message, edns, 1232))
+        kq.response = response  # what the dispatcher does next
+        ref = weakref.ref(kq)
+        gc.disable()
+        try:
+            del kq, message, response
+            self.assertIsNone(ref())  # freed by reference counting alone
+        finally:
+            gc.enable()
+
     def test_everyRecordType(self):
         """Each record type, rcode and client flag mix gives the full path's bytes, header and records."""
         for case in sorted(CASES):

@@ -105,8 +105,15 @@ class ForwardResponse(Response):
         C{(reply_message, bytes)} for the dispatcher, or C{None} when the
         full path must build the reply (records were read, the query was
         derived, the reply does not fit C{limit}, or a record needs Twisted).
+        Answers once: a second call gives C{None}.
         """
-        if self._decoded or kq is not self._kq or len(message.queries) != 1 or not ENABLED:
+        if kq is not self._kq or kq is None:
+            return None
+        # Asked once, by the dispatcher, before it sets kq.response = self: dropping
+        # our reference here means the query and its response never form a cycle
+        # (which only the garbage collector could free).
+        self._kq = None
+        if self._decoded or len(message.queries) != 1 or not ENABLED:
             return None
         rcode = self.rcode
         aa = self.aa and rcode in (0, 3)
