@@ -9,6 +9,7 @@ with a wrong ID), C{truncate} (TC=1 and no records, over UDP and TCP).
 L{dead_port} gives a port where nothing listens (ICMP port unreachable).
 """
 
+import random
 import select
 import socket
 import struct
@@ -18,12 +19,30 @@ A_IP = b"\xc0\x00\x02\x01"  # 192.0.2.1
 
 
 def dead_port():
-    """A UDP/TCP port on 127.0.0.1 that was free a moment ago and is closed now."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """
+    A UDP/TCP port on 127.0.0.1 where nothing listens, chosen below the
+    kernel's ephemeral range: a kernel-chosen port could later become the
+    source port of forward's own connected socket to it, which would then
+    talk to itself.
+    """
+    low = 32768
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError):
+        pass
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12000), low)
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def _question_end(data):
