@@ -54,6 +54,8 @@ def _plan_block(block, errors):
             if e.plugin is None:
                 e.plugin = name
             errors.append(e)
+        except (ValueError, TypeError) as e:  # a parser's unforeseen bad input: still file:line
+            errors.append(first.error("invalid argument: %s" % (e,), plugin=name))
     ordered = {n: configs[n] for n in registry.ordered(configs)}
     return BlockPlan(block, ordered)
 

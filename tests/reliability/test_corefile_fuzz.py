@@ -48,3 +48,44 @@ class CorefileFuzzTests(unittest.SynchronousTestCase):
         # Both outcomes are exercised: the mutations are neither all fatal nor all harmless.
         self.assertGreater(outcomes["built"], CASES // 50, outcomes)
         self.assertGreater(outcomes["rejected"], CASES // 2, outcomes)
+
+
+class CorefileRegressionTests(unittest.SynchronousTestCase):
+    """Inputs bench/fuzz_long.py found raising something other than ConfigError."""
+
+    def assertConfigError(self, text, line):
+        with self.assertRaises(ConfigError) as cm:
+            load(text=text, dns_port=0)
+        errors = getattr(cm.exception, "errors", [cm.exception])
+        self.assertEqual([e.line for e in errors][:1], [line], str(cm.exception))
+        return str(cm.exception)
+
+    def test_nul_byte(self):
+        """A NUL byte anywhere (it made hosts' os.stat and autopath's open raise ValueError) is a ConfigError at its line."""
+        self.assertIn("NUL byte", self.assertConfigError(
+            "example.org {\n    hosts /etc/kdns/example.hosts\x00 example.org\n}\n", 2))
+
+    def test_idna_zone_with_empty_label(self):
+        """A non-ASCII zone with an empty label (the IDNA codec raised UnicodeError) is a ConfigError."""
+        self.assertIn("not a valid domain", self.assertConfigError("\u00e9t\u00e9.example.. {\n    whoami\n}\n", 1))
+
+    def test_plugin_argument_the_parser_did_not_foresee(self):
+        """A plugin parser raising ValueError (log's name with an empty IDNA label) becomes a ConfigError at the directive."""
+        text = ".:53 {\n    log \u00e9t\u00e9.example.. {combined}\n}\n"
+        self.assertIn("plugin/log", self.assertConfigError(text, 2))
+
+    def test_corefile_not_utf8(self):
+        """A Corefile or an imported file that is not UTF-8 is a ConfigError, not UnicodeDecodeError."""
+        directory = tempfile.mkdtemp(prefix="kdns-fuzz-")
+        self.addCleanup(__import__("shutil").rmtree, directory, True)
+        bad = os.path.join(directory, "bad")
+        with open(bad, "wb") as f:
+            f.write(b".:53 {\n    whoami \xff\xfe\n}\n")
+        with self.assertRaises(ConfigError):
+            load(path=bad, dns_port=0)
+        main = os.path.join(directory, "Corefile")
+        with open(main, "w") as f:
+            f.write("import bad\n")
+        with self.assertRaises(ConfigError) as cm:
+            load(path=main, dns_port=0)
+        self.assertIn("could not read imported file", str(cm.exception))

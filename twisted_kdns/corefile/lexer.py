@@ -61,6 +61,9 @@ def tokenize(text, file, environ=None):
     """
     if text.startswith("\ufeff"):
         text = text[1:]
+    nul = text.find("\x00")
+    if nul >= 0:  # never valid; paths with it would make os calls raise ValueError
+        raise ValueError(text.count("\n", 0, nul) + 1, "NUL byte in the file")
     tokens = []
     line = 1
     i = 0

@@ -164,7 +164,11 @@ def parse_key(token, default_port=DEFAULT_PORT):
         raise ConfigError("empty zone in '%s'" % (text,), token.file, token.line)
     if host != "." and not valid_domain(host):
         raise ConfigError("zone is not a valid domain name: %s" % (host,), token.file, token.line)
-    return [ZoneKey(scheme, normalize(host), port, text, token)]
+    try:
+        zone = normalize(host)
+    except ValueError:  # UnicodeError: an IDNA label empty or too long
+        raise ConfigError("zone is not a valid domain name: %s" % (host,), token.file, token.line)
+    return [ZoneKey(scheme, zone, port, text, token)]
 
 
 class _Stream(object):
@@ -251,8 +255,9 @@ class _Stream(object):
             try:
                 with open(match, encoding="utf-8") as f:
                     text = f.read()
-            except OSError as e:
-                raise ConfigError("could not read imported file %s: %s" % (match, e.strerror), tok.file, tok.line)
+            except (OSError, UnicodeDecodeError) as e:
+                raise ConfigError("could not read imported file %s: %s" % (match, getattr(e, "strerror", None) or e),
+                                  tok.file, tok.line)
             self.files.append(match)
             try:
                 found = tokenize(text, match, self.environ)
@@ -391,8 +396,8 @@ def parse_file(path, default_port=DEFAULT_PORT, environ=None):
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
-    except OSError as e:
-        raise ConfigError("cannot read Corefile: %s" % (e.strerror,), path, 0)
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError("cannot read Corefile: %s" % (getattr(e, "strerror", None) or e,), path, 0)
     return parse_text(text, path, default_port, environ)
 
 
