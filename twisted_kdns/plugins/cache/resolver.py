@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from twisted_kdns.names import fqdn, is_subdomain, match_zone
 from twisted_kdns.plugin import Wrapper
 from twisted_kdns.plugins._middleware import as_deferred, call_next, copy_rr, deliver, settle
+from twisted_kdns.plugins.cache.counts import HITS, MISSES, REQUESTS  # noqa: F401 (fastpath.py uses them too)
 from twisted_kdns.plugins.cache.store import LRU, Entry, minimal_ttl
 
 log = Logger(namespace="kdns.plugins.cache")
@@ -33,12 +34,6 @@ NOT_CACHED = frozenset([dns.AXFR, dns.IXFR])
 
 ENTRIES = Gauge("coredns_cache_entries", "The number of elements in the cache.",
                 ["server", "type", "zones", "view"])
-REQUESTS = Counter("coredns_cache_requests_total", "The count of cache requests.",
-                   ["server", "zones", "view"])
-HITS = Counter("coredns_cache_hits_total", "The count of cache hits.",
-               ["server", "type", "zones", "view"])
-MISSES = Counter("coredns_cache_misses_total", "The count of cache misses. Deprecated, derive misses from cache hits/requests counters.",
-                 ["server", "zones", "view"])
 PREFETCHES = Counter("coredns_cache_prefetch_total", "The number of times the cache has prefetched a cached item.",
                      ["server", "zones", "view"])
 DROPS = Counter("coredns_cache_drops_total", "The number responses that are not cached, because the reply is malformed.",
