@@ -15,14 +15,14 @@ from tests.reliability.corefilegen import CorefileFuzzer
 from twisted_kdns.config import build, load
 from twisted_kdns.errors import ConfigError
 
-CASES = 6000
+CASES = 4000
 SEED = 9
 
 
 class CorefileFuzzTests(unittest.SynchronousTestCase):
 
     def test_every_failure_is_a_config_error_with_a_line(self):
-        """6,000 mutated and random Corefiles: each either builds or fails with ConfigError(s) naming file:line within the text."""
+        """4,000 mutated and random Corefiles: each either builds or fails with ConfigError(s) naming file:line within the text."""
         fuzzer = CorefileFuzzer(SEED)
         self.assertGreater(len(fuzzer.texts), 20, "the docs' Corefile examples were found")
         directory = tempfile.mkdtemp(prefix="kdns-fuzz-")
