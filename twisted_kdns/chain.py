@@ -40,6 +40,8 @@ class FallthroughChain(object):
                 return defer.fail(Failure())
             if d.called and not d.paused:
                 # Fast path: resolved synchronously, no callback plumbing needed.
+                if not isinstance(d.result, Failure):
+                    return d  # an answer: passed on as is, no second Deferred
                 result = []
                 d.addBoth(result.append)
                 outcome = result[0]

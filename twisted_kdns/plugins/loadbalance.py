@@ -19,6 +19,7 @@ import random
 from twisted.application.internet import TimerService
 from twisted.logger import Logger
 from twisted.names import dns
+from twisted.python.failure import Failure
 
 from twisted_kdns.errors import ConfigError
 from twisted_kdns.plugin import Wrapper, once
@@ -156,6 +157,44 @@ def _address(rr):
     return ipaddress.ip_address(payload._address)
 
 
+# reorder()'s order of kinds: CNAMEs, other records, addresses, MX.
+_RANK = {dns.CNAME: 0, dns.A: 2, dns.AAAA: 2, dns.MX: 3}
+
+
+def _section_types(response):
+    """
+    The record types of each section, read without decoding a forwarded
+    reply's records (L{ForwardResponse} keeps them as offsets until read).
+    """
+    reply = getattr(response, "_reply", None)
+    if reply is not None and getattr(response, "untouched", False):
+        return [[record[1] for record in section] for section in reply.records]
+    return [[rr.type for rr in section] for section in (response.answers, response.authority, response.additional)]
+
+
+def _reorders(response):
+    """
+    True unless L{LoadbalanceResolver.reorder} would give every section back
+    unchanged: at most one address and one MX record, kinds already in
+    reorder's order.  A one-element shuffle draws no random number, so
+    skipping it changes nothing, the random sequence included.
+    """
+    for types in _section_types(response):
+        last = addresses = mxs = 0
+        for rtype in types:
+            rank = _RANK.get(rtype, 1)
+            if rank < last:
+                return True
+            last = rank
+            if rank == 2:
+                addresses += 1
+            elif rank == 3:
+                mxs += 1
+        if addresses > 1 or mxs > 1:
+            return True
+    return False
+
+
 class LoadbalanceResolver(Wrapper):
     name = "loadbalance"
 
@@ -181,6 +220,10 @@ class LoadbalanceResolver(Wrapper):
             return as_response(result).replace(
                 answers=self._prefer(self.weighted(response.answers)),
                 additional=self._prefer(self.weighted(response.additional)))
+        if not _reorders(response):
+            # Nothing to shuffle or move: no record is read or copied, so a
+            # forwarded reply keeps its byte pass-through (issue 8).
+            return result if isinstance(result, Failure) else response
         return as_response(result).replace(
             answers=self.reorder(response.answers),
             authority=self.reorder(response.authority),
