@@ -483,33 +483,46 @@ class KindLoop(object):
             resp.release_conn()
 
     def _events(self, lines, convert):
+        """
+        Apply the events of one read.  The resourceVersion advances line by
+        line, so whatever ends the read (an ERROR event, a broken stream),
+        the events already read are applied before it propagates: the next
+        watch resumes after them.  An object that cannot be read is skipped
+        with a warning, never taking its neighbours down with it.
+        """
         batch = []
         kind = self.kind
-        for line in lines:
-            if not line.strip():
-                continue
-            event = json.loads(line)
-            event_type = event.get("type")
-            raw = event.get("object") or {}
-            metrics.WATCH_EVENTS.labels(kind, event_type or "?").inc()
-            if event_type == "ERROR":
-                if raw.get("code") == 410:
-                    if batch:
-                        self._call(self.source._apply, kind, self.stop, batch)
-                    raise Gone(raw.get("message"))
-                raise WatchError(raw.get("code"), raw.get("message"))
-            rv = (raw.get("metadata") or {}).get("resourceVersion")
-            if rv:
-                self.rv = rv
-            if event_type == "BOOKMARK" or not self.wanted(raw):
-                continue
-            record = convert(kind, raw)
-            if record is None:
-                continue
-            batch.append((event_type, record, self.extra(raw, event_type)))
-        metrics.LAST_EVENT.labels(kind).set(time.time())
-        if batch:
-            self._call(self.source._apply, kind, self.stop, batch)
+        try:
+            for line in lines:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                event_type = event.get("type")
+                raw = event.get("object") or {}
+                metrics.WATCH_EVENTS.labels(kind, event_type or "?").inc()
+                if event_type == "ERROR":
+                    if raw.get("code") == 410:
+                        raise Gone(raw.get("message"))
+                    raise WatchError(raw.get("code"), raw.get("message"))
+                rv = (raw.get("metadata") or {}).get("resourceVersion")
+                if rv:
+                    self.rv = rv
+                if event_type == "BOOKMARK":
+                    continue
+                try:
+                    if not self.wanted(raw):
+                        continue
+                    record = convert(kind, raw)
+                    if record is None:
+                        continue
+                    batch.append((event_type, record, self.extra(raw, event_type)))
+                except (AttributeError, TypeError, ValueError, KeyError) as e:
+                    self._log("warn", "skipping a malformed {kind} watch event at resourceVersion {rv}: {err}",
+                              rv=rv, err=_describe(e))
+        finally:
+            metrics.LAST_EVENT.labels(kind).set(time.time())
+            if batch:
+                self._call(self.source._apply, kind, self.stop, batch)
 
 
 def _describe(e):
