@@ -8,13 +8,15 @@ import time
 
 from prometheus_client import REGISTRY
 from twisted.internet import defer, reactor, task
+from twisted.names import dns
 from twisted.trial import unittest
 
 from tests.helpers import query, rrset_values, start_server, write_corefile
-from tests.upstreams import (RecordingUDPServer, SilentUDPServer, TrickyUDPServer, free_port,
+from tests.reliability.faulty import dead_port
+from tests.upstreams import (RecordingUDPServer, SilentUDPServer, TrickyUDPServer, answer_for, free_port,
                              listen_udp, make_cert, start_dnsmasq, start_kdns_upstream,
                              start_tls_relay)
-from twisted_kdns.plugins.forward import resolvconf, resolver
+from twisted_kdns.plugins.forward import resolvconf, resolver, transport, wire
 
 
 def sample(name, **labels):
@@ -450,3 +452,50 @@ class ResolvConfWatch(unittest.TestCase):
             if rrset_values(reply) == ["192.0.2.2"] or time.monotonic() > deadline:
                 break
         self.assertEqual(rrset_values(reply), ["192.0.2.2"])
+
+
+class QueryEchoUDPServer(TrickyUDPServer):
+    """For every query: first our answer with QR cleared (looks like a query), then the real one."""
+
+    def datagramReceived(self, data, addr):
+        m = dns.Message()
+        m.fromStr(data)
+        self.queries += 1
+        forged = bytearray(answer_for(m, self.bad_ip))
+        forged[2] &= 0x7F
+        self.transport.write(bytes(forged), addr)
+        self.transport.write(answer_for(m, self.good_ip), addr)
+
+
+class ReplyMatching(unittest.TestCase):
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_qrZeroIgnored(self):
+        """A datagram with the right ID and question but QR=0 is not taken as the reply; the real reply (QR=1) that follows is."""
+        echo = QueryEchoUDPServer(good_ip="192.0.2.1", bad_ip="203.0.113.66")
+        upport = listen_udp(self, echo)
+        _, port = start_server(self, block(["127.0.0.1:%d" % upport]))
+        for name in ("a.example.", "b.example."):
+            reply = yield query(port, name, "A")
+            self.assertEqual(rrset_values(reply), ["192.0.2.1"])
+        self.assertEqual(echo.queries, 2)
+
+
+class Refusals(unittest.TestCase):
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_everyQueryOnRefusedSocketsEnds(self):
+        """300 queries at once to a closed port (ICMP port unreachable, sockets refused or closed by the reactor): every one fails with UpstreamError well before its timeout, none is left pending."""
+        pool = transport.UDPPool(reactor, "127.0.0.1", dead_port())
+        self.addCleanup(pool.close)
+        key = transport.question_key(b"refused.example", dns.A, dns.IN)
+        request = wire.build_request(b"refused.example", dns.A, dns.IN)
+        started = reactor.seconds()
+        results = yield defer.DeferredList([pool.query(request, key, 2.0) for _ in range(300)],
+                                           consumeErrors=True)
+        self.assertEqual([ok for ok, _ in results], [False] * 300)
+        self.assertEqual({type(f.value) for _, f in results}, {transport.UpstreamError})
+        self.assertLess(reactor.seconds() - started, 1.5)
+        self.assertEqual([len(s.pending) for s in pool.sockets], [0] * len(pool.sockets))

@@ -56,6 +56,17 @@ class Decode(unittest.SynchronousTestCase):
         self.assertRaises(wire.BadMessage, wire.decode_reply, loop)
         self.assertRaises(wire.BadMessage, wire.question, b"\x00" * 5)
 
+    def test_queryIsNotAReply(self):
+        """A message with QR=0 (a query reflected or forged with our ID and question) is not a reply: the fast read ignores it and the full decode rejects it, while the same bytes with QR=1 are read."""
+        data = bytearray(reply_bytes())
+        key = (b"www.example.org", tdns.A, tdns.IN)
+        self.assertIsNotNone(wire.read_reply(bytes(data), key))
+        self.assertTrue(wire.decode_reply(bytes(data)).answer)
+        data[2] &= 0x7F
+        self.assertIsNone(wire.read_reply(bytes(data), key))
+        self.assertIsNone(wire.read_reply(bytes(data), key, bytes(data[12:12 + 21])))
+        self.assertRaises(wire.BadMessage, wire.decode_reply, bytes(data))
+
     def test_truncatedKeepsHeader(self):
         """A TC reply cut mid-record still yields its header and question (TCP comes next)."""
         data = bytearray(reply_bytes())

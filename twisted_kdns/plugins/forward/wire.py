@@ -157,10 +157,13 @@ def decode_reply(data):
     records.  A reply with TC set that is cut mid-record keeps what was
     readable (TCP will be asked anyway).
 
-    @raise BadMessage: unreadable.
+    @raise BadMessage: unreadable, or not a response (QR=0): a query
+        echoed back or forged is never taken as an answer.
     """
     msg_id, name, qtype, qcls, off = question(data)
     _, f1, f2, _qd, an, ns, ar = _HEADER.unpack_from(data)
+    if not f1 & 0x80:
+        raise BadMessage("not a response (QR=0)")
     m = dns.Message(id=msg_id, answer=(f1 >> 7) & 1, opCode=(f1 >> 3) & 0xF, auth=(f1 >> 2) & 1,
                     trunc=(f1 >> 1) & 1, recDes=f1 & 1, recAv=(f2 >> 7) & 1,
                     authenticData=(f2 >> 5) & 1, checkingDisabled=(f2 >> 4) & 1, rCode=f2 & 0xF)
@@ -292,7 +295,8 @@ def read_reply(data, key, qwire=None):
     A L{Reply} for C{data} when it answers question C{key}
     (C{question_key} form), else C{None}; C{qwire} is the question as we
     sent it, compared as bytes first (the usual case: the upstream echoes
-    it), then by name without case.
+    it), then by name without case.  A message without QR (a query, e.g.
+    our own reflected back) is not a reply: C{None}.
 
     @raise BadMessage: unreadable, where L{decode_reply} would raise.
     """
@@ -300,6 +304,8 @@ def read_reply(data, key, qwire=None):
     if n < 12:
         raise BadMessage("short header")
     msg_id, f1, f2, qd, an, ns, ar = _HEADER.unpack_from(data)
+    if not f1 & 0x80:
+        return None
     if qd != 1:
         raise BadMessage("%d questions" % (qd,))
     if qwire is not None and data[12:12 + len(qwire)] == qwire:
