@@ -11,7 +11,6 @@ import select
 import socket
 import struct
 import time
-import unittest as stdlib_unittest
 
 import dns.message
 import dns.rcode
@@ -109,16 +108,6 @@ class UpstreamFaultTests(unittest.TestCase):
         self.assertEqual([rrset_values(r) for _, r in results], [["192.0.2.1"]] * 50)
         self.assertLess(max(t for t, _ in results), 1.0)
 
-    @stdlib_unittest.skipUnless(
-        os.environ.get("KDNS_KNOWN_BUGS") == "1",
-        "known bug outside forward (server/fastpath.py): the fast path's first look at a "
-        "synchronous reply (_walk) imports the cache, errors, loadbalance and prometheus plugins "
-        "(twisted.application, automat...) in the reactor thread, a 60-80 ms stall.  A dead "
-        "upstream makes synchronous SERVFAILs (send() reports the pending ICMP error, all its "
-        "queries fail at once), so the stall lands inside the burst and the kernel drops 30-44 of "
-        "300 queries from the listening socket's 212 KB buffer (UdpRcvbufErrors equals the silent "
-        "count; every forward exchange that was received ends).  Importing those modules before "
-        "the burst gives 0 silent.  KDNS_KNOWN_BUGS=1 runs it.")
     @defer.inlineCallbacks
     def test_dead_sole_upstream_never_silent(self):
         """A kdns process whose only upstream's port is closed (ICMP port unreachable): 300 simultaneous queries each get SERVFAIL, none is left unanswered."""
