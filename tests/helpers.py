@@ -18,6 +18,25 @@ from twisted_kdns.config import load
 from twisted_kdns.service import KdnsService
 
 
+def free_port():
+    """A port free on 127.0.0.1 for both UDP and TCP right now (kdns binds both)."""
+    import socket
+    for _ in range(50):
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            t.bind(("127.0.0.1", 0))
+            port = t.getsockname()[1]
+            u.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            u.close()
+            t.close()
+    raise RuntimeError("no port free for both UDP and TCP")
+
+
 def require_tool(testcase, tool, ci_installs=True):
     """
     Skip when C{tool} is missing, except under CI=true where it must exist

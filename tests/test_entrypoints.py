@@ -7,7 +7,6 @@ a good one serves queries until SIGTERM.
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,7 @@ import dns.message
 import dns.query
 from twisted.trial import unittest
 
+from tests.helpers import free_port
 from twisted_kdns import __version__
 
 BIN = os.path.dirname(sys.executable)
@@ -48,24 +48,6 @@ BAD = """\
     etcd
 }
 """
-
-
-def free_port():
-    """A port free for both UDP and TCP on 127.0.0.1 right now."""
-    for _ in range(50):
-        t = socket.socket()
-        t.bind(("127.0.0.1", 0))
-        port = t.getsockname()[1]
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            u.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-        finally:
-            t.close()
-            u.close()
-    raise RuntimeError("no free port")
 
 
 class EntryPointTests(unittest.SynchronousTestCase):

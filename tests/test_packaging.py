@@ -21,7 +21,7 @@ import time
 
 from twisted.trial import unittest
 
-from tests.helpers import spawn
+from tests.helpers import free_port, spawn
 from twisted_kdns import __version__
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -245,14 +245,6 @@ def port_free(port):
         finally:
             s.close()
     return True
-
-
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class DebCycleTests(unittest.SynchronousTestCase):

@@ -16,7 +16,7 @@ from twisted.internet import reactor
 from twisted.internet.task import Clock, deferLater
 from twisted.trial import unittest
 
-from tests.helpers import query, rrset_values, spawn, start_server, write_corefile
+from tests.helpers import free_port, query, rrset_values, spawn, start_server, write_corefile
 from twisted_kdns import systemd
 
 
@@ -255,24 +255,6 @@ class KubernetesReadyTests(unittest.TestCase):
         d.addCallback(lambda _: query(port, "svc-1.other.svc.cluster.local.", "A"))
         d.addCallback(lambda reply: self.assertEqual(rrset_values(reply), ["10.0.0.2"]))
         return d
-
-
-def free_port():
-    """A port free on 127.0.0.1 for both UDP and TCP (kdns binds both)."""
-    for _ in range(20):
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            u.bind(("127.0.0.1", 0))
-            port = u.getsockname()[1]
-            t.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-        finally:
-            u.close()
-            t.close()
-    raise RuntimeError("no free port")
 
 
 class ProcessNotifyTests(unittest.TestCase):

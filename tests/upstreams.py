@@ -22,27 +22,9 @@ import time
 from twisted.internet import protocol, reactor, threads
 from twisted.names import dns
 
-from tests.helpers import require_tool, start_server
+from tests.helpers import free_port, require_tool, start_server
 
 DNSMASQ = "/usr/sbin/dnsmasq"
-
-
-def free_port():
-    """A port free for both UDP and TCP on 127.0.0.1 (best effort)."""
-    for _ in range(50):
-        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        t.bind(("127.0.0.1", 0))
-        port = t.getsockname()[1]
-        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            u.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            u.close()
-            t.close()
-        return port
-    raise RuntimeError("no free port")
 
 
 def _probe(port, deadline):

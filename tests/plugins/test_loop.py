@@ -11,7 +11,8 @@ from twisted.names import dns
 from twisted.trial import unittest
 
 from tests.helpers import query, rrset_values, start_server, write_corefile
-from tests.upstreams import free_port, start_dnsmasq
+from tests.helpers import free_port
+from tests.upstreams import start_dnsmasq
 from twisted_kdns.config import load
 from twisted_kdns.errors import ConfigErrors
 from twisted_kdns.plugins import loop as loop_plugin
