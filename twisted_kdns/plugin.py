@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_plugin -*-
 """
 What every plugin module builds on: argument helpers for C{parse}, the
-L{BlockContext} handed to C{setup}, and the two resolver base classes.
+L{BlockContext} handed to C{setup}, and the L{Wrapper} base class.
 
 A terminal resolver implements C{query(kquery)} and raises L{PassToNext} for
 names it does not own (or misses its C{fallthrough} covers).  A wrapper gets
@@ -13,7 +13,7 @@ L{twisted_kdns.errors}.
 import re
 
 from twisted_kdns.errors import ConfigError, PassToNext
-from twisted_kdns.names import Fallthrough, is_subdomain, match_zone, zone_names
+from twisted_kdns.names import Fallthrough, zone_names
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -191,30 +191,6 @@ class BlockContext(object):
         self.options.readiness.append((name, provider))
 
 
-class Terminal(object):
-    """
-    Base for terminal resolvers: owns C{zones}, may C{fallthrough}.
-    Subclasses implement L{lookup}; C{query} filters by zone first.
-    """
-
-    name = "terminal"
-
-    def __init__(self, zones, fallthrough=None):
-        self.zones = {z: True for z in zones}
-        self.fallthrough = fallthrough or Fallthrough.never()
-
-    def owns(self, qname):
-        return match_zone(qname, self.zones) is not None
-
-    def query(self, query, timeout=None):
-        if match_zone(query.qname, self.zones) is None:
-            raise PassToNext(query.qname)
-        return self.lookup(query)
-
-    def lookup(self, query):
-        raise NotImplementedError()
-
-
 class Wrapper(object):
     """Base for wrapping resolvers: C{next} is everything after it."""
 
@@ -227,9 +203,5 @@ class Wrapper(object):
         return self.next.query(query)
 
 
-def subdomain_of_any(name, zones):
-    return any(is_subdomain(name, z) for z in zones)
-
-
-__all__ = ["Args", "once", "parse_duration", "format_duration", "ServerOptions", "BlockContext", "Terminal", "Wrapper",
+__all__ = ["Args", "once", "parse_duration", "format_duration", "ServerOptions", "BlockContext", "Wrapper",
            "ConfigError", "PassToNext"]

@@ -189,9 +189,6 @@ class _Stream(object):
     def next(self):
         return self._next(consume=True)
 
-    def push(self, tok):
-        self.stack.append(tok)
-
     def _next(self, consume):
         while self.stack:
             tok = self.stack[-1]
