@@ -47,9 +47,10 @@ class KdnsQuery(dns.Query):
 
     def __init__(self, name=b"", type=dns.A, cls=dns.IN, client=("", 0),
                  transport="udp", edns=None, zone=b"", server="", local=("", 0),
-                 message=None, size=0):
+                 message=None, size=0, qname=None):
         dns.Query.__init__(self, name, type, cls)
-        self.qname = self.name.name.lower().rstrip(b".")
+        # The dispatcher already normalised the name for routing: pass it in.
+        self.qname = self.name.name.lower().rstrip(b".") if qname is None else qname
         self.client = client
         self.local = local
         self.transport = transport

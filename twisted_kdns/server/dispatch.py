@@ -107,7 +107,7 @@ class Dispatcher(object):
             return self._bare(message, dns.EREFUSED, edns, limit)
         kq = KdnsQuery(q.name.name, q.type, q.cls, client=client, transport=transport, edns=edns,
                        zone=zone, server=self.label, local=self.local, message=message,
-                       size=len(data))
+                       size=len(data), qname=qname)
         kq.started = self.clock()
         try:
             d = runtime.root.query(kq)
