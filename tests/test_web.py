@@ -225,6 +225,15 @@ class WebSitesTests(unittest.TestCase):
 
 
 class MonitorTests(unittest.TestCase):
+    def health_site(self):
+        """Real web sites serving C{/health} on 127.0.0.1, closed when the test ends."""
+        sites = web.WebSites(reactor)
+        self.addCleanup(sites.close_all)
+        key = ("127.0.0.1", 0)
+        sites.prepare({key: {b"health": web.HealthResource()}})
+        sites.commit({key: {b"health": web.HealthResource()}}, {"health": [key]})
+        return sites
+
     def test_reactorLag(self):
         """Each tick records how late it fired beyond the interval."""
         clock = Clock()
@@ -240,11 +249,7 @@ class MonitorTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_probeObservesDuration(self):
         """A probe of a live C{/health} is timed into coredns_health_request_duration_seconds."""
-        sites = web.WebSites(reactor)
-        self.addCleanup(sites.close_all)
-        key = ("127.0.0.1", 0)
-        sites.prepare({key: {b"health": web.HealthResource()}})
-        sites.commit({key: {b"health": web.HealthResource()}}, {"health": [key]})
+        sites = self.health_site()
         before = REGISTRY.get_sample_value("coredns_health_request_duration_seconds_count") or 0
         ok = yield web.Monitor(reactor, None).probe(*sites.address_of("health"))
         self.assertTrue(ok)
@@ -265,11 +270,7 @@ class MonitorTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_tickProbesHealthSite(self):
         """Running, the monitor probes the configured health site on each tick."""
-        sites = web.WebSites(reactor)
-        self.addCleanup(sites.close_all)
-        key = ("127.0.0.1", 0)
-        sites.prepare({key: {b"health": web.HealthResource()}})
-        sites.commit({key: {b"health": web.HealthResource()}}, {"health": [key]})
+        sites = self.health_site()
         before = REGISTRY.get_sample_value("coredns_health_request_duration_seconds_count") or 0
         monitor = web.Monitor(reactor, lambda: sites.address_of("health"), interval=0.05)
         monitor.start()
