@@ -121,6 +121,16 @@ def start_kdns(corefile_text, workdir=None, env=None):
     return proc, path
 
 
+def stop(proc, api):
+    """Terminate kdns (kill it after 10 s) and the API stand-in."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except Exception:
+        proc.kill()
+    api.stop()
+
+
 def rss_mb(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:

@@ -23,7 +23,7 @@ import dns.message  # noqa: E402
 import dns.query  # noqa: E402
 import dns.rcode  # noqa: E402
 
-from k8s_cluster import free_port, percentile, standin, start_kdns, wait_ready  # noqa: E402
+from k8s_cluster import free_port, percentile, standin, start_kdns, stop, wait_ready  # noqa: E402
 from tests.k8s_apiserver import service  # noqa: E402
 
 COREFILE = """\
@@ -107,12 +107,7 @@ def main(argv=None):
               % (percentile(ms, 50), percentile(ms, 99), max(ms) if ms else float("nan"), misses))
         return 0 if ms and percentile(ms, 99) < 50 and not misses else 2
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except Exception:
-            proc.kill()
-        api.stop()
+        stop(proc, api)
 
 
 if __name__ == "__main__":

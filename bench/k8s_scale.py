@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dns.message  # noqa: E402
 import dns.query  # noqa: E402
 
-from k8s_cluster import cpu_seconds, free_port, generate, rss_mb, standin, start_kdns, wait_ready  # noqa: E402
+from k8s_cluster import cpu_seconds, free_port, generate, rss_mb, standin, start_kdns, stop, wait_ready  # noqa: E402
 
 COREFILE = """\
 .:{dns} {{
@@ -83,12 +83,7 @@ def process_mode(args):
               % (args.pods_mode, ready, cpu, at_ready, steady, peak, target, args.pods, args.services, objects))
         return 0 if steady <= target else 2
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except Exception:
-            proc.kill()
-        api.stop()
+        stop(proc, api)
 
 
 def tracemalloc_mode(args):
